@@ -1,0 +1,46 @@
+"""Detectors: one module per kind, built from a policy's ``detectors`` list."""
+
+from __future__ import annotations
+
+import regex
+
+from .base import Detector, DetectorSession
+from .patterns import BUILTIN_LABELS, PatternDetector, PatternSpec, RegionSpec, builtin_specs
+
+__all__ = [
+    "BUILTIN_LABELS",
+    "Detector",
+    "DetectorSession",
+    "PatternDetector",
+    "PatternSpec",
+    "RegionSpec",
+    "build_detector",
+]
+
+
+def build_detector(config: object) -> Detector:
+    """The detector a validated policy entry describes."""
+    from ..policy import PatternsDetectorConfig
+
+    if isinstance(config, PatternsDetectorConfig):
+        labels = config.labels
+        specs: list[PatternSpec | RegionSpec]
+        if labels == "all":
+            specs = builtin_specs()
+        elif labels == "none":
+            specs = []
+        else:
+            specs = builtin_specs(labels)
+        for custom in config.custom:
+            specs.append(
+                PatternSpec(
+                    custom.label,
+                    custom.regex,
+                    validator=custom.validator,
+                    group=custom.group,
+                    score=custom.score,
+                    flags=regex.IGNORECASE if custom.ignore_case else 0,
+                )
+            )
+        return PatternDetector(config.name, specs)
+    raise TypeError(f"no detector for {type(config).__name__}")

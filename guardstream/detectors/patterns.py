@@ -1,0 +1,266 @@
+"""Pattern detectors built on the ``regex`` module's partial matching.
+
+A pattern settles text up to the start of the earliest match that could still change:
+a *partial* match that runs into the end of the text, or a complete match from which
+some path of the pattern still reaches the end (``4111 1111 1111 11`` is a complete
+14-digit match that may grow to a valid 16-digit card). The second check compiles each
+pattern once more as ``(?:P)(?!)``: it can never match completely, so with
+``partial=True`` it matches exactly when some path of ``P`` from that position reaches the
+end of the text. When nothing can be forming, everything is settled: no added latency.
+
+Private-key blocks are *regions*: once ``-----BEGIN ... PRIVATE KEY-----`` is complete,
+everything up to the matching END line, or to the end of the stream, is a finding the
+moment it arrives, so an unterminated block is never released and never waits on the
+budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import regex
+
+from ..findings import Finding, Scan, Span
+from .base import DetectorSession
+from .validators import VALIDATORS
+
+__all__ = ["BUILTIN_LABELS", "PatternDetector", "PatternSpec", "RegionSpec", "builtin_specs"]
+
+_REGEX_FLAGS = regex.VERSION0
+
+
+@dataclass(frozen=True, slots=True)
+class PatternSpec:
+    """One label's pattern. ``group`` (a group name) narrows the finding to that group."""
+
+    label: str
+    pattern: str
+    validator: str | None = None
+    group: str | None = None
+    score: float = 1.0
+    flags: int = 0
+    compiled: regex.Pattern[str] = field(init=False, repr=False, compare=False)
+    open_check: regex.Pattern[str] = field(init=False, repr=False, compare=False)
+    check: Callable[[str], bool] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        flags = _REGEX_FLAGS | self.flags
+        object.__setattr__(self, "compiled", regex.compile(self.pattern, flags))
+        object.__setattr__(self, "open_check", regex.compile(f"(?:{self.pattern})(?!)", flags))
+        if self.validator is not None and self.validator not in VALIDATORS:
+            raise ValueError(f"unknown validator {self.validator!r}; known: {', '.join(sorted(VALIDATORS))}")
+        object.__setattr__(self, "check", VALIDATORS[self.validator] if self.validator else None)
+        if self.group is not None and self.group not in self.compiled.groupindex:
+            raise ValueError(f"pattern has no group named {self.group!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RegionSpec:
+    """A block from a ``begin`` line to an ``end`` line (or the end of the stream)."""
+
+    label: str
+    begin: str
+    end: str
+    max_end_chars: int = 80
+    score: float = 1.0
+    begin_re: regex.Pattern[str] = field(init=False, repr=False, compare=False)
+    end_re: regex.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "begin_re", regex.compile(self.begin, _REGEX_FLAGS))
+        object.__setattr__(self, "end_re", regex.compile(self.end, _REGEX_FLAGS))
+
+
+# --------------------------------------------------------------------------- built-ins
+# Every pattern starts with a lookbehind so that a match can never begin in the middle of
+# a token: this keeps incremental scanning aligned with a scan of the whole text.
+
+_HEX = r"[0-9A-Fa-f]"
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+
+_BUILTINS: tuple[PatternSpec | RegionSpec, ...] = (
+    PatternSpec(
+        "EMAIL_ADDRESS",
+        r"(?<![\w.%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@"
+        r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])",
+    ),
+    # US: (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567, +1 555 123 4567, 1-555-...
+    PatternSpec(
+        "PHONE_NUMBER",
+        r"(?<![\w+.-])(?:(?:\+|00)?1[ .-]?)?(?:\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}(?P<sep>[ .-])\d{3}(?P=sep)\d{4})"
+        r"(?:[ ]?(?:x|ext\.?|extension)[ ]?\d{1,5})?(?!\d|[.-]\d)",
+    ),
+    # E.164 and other international forms: +44 20 7946 0958, +4930123456, +33 (0)1 23 45 67 89
+    PatternSpec(
+        "PHONE_NUMBER",
+        r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){1,6}(?!\d)",
+        validator="e164",
+    ),
+    PatternSpec(
+        "CREDIT_CARD",
+        r"(?<![\d-])(?:\d{13,19}|\d{4}(?P<s>[ -])\d{4}(?P=s)\d{4}(?P=s)\d{1,4}(?:(?P=s)\d{3})?"
+        r"|\d{4}(?P<t>[ -])\d{6}(?P=t)\d{4,5})(?!\d)",
+        validator="luhn",
+    ),
+    PatternSpec(
+        "US_SSN",
+        r"(?<![\d-])(?!000|666|9\d\d)\d{3}(?P<d>[- ])(?!00)\d{2}(?P=d)(?!0000)\d{4}(?!\d|[- ]\d)",
+    ),
+    PatternSpec(
+        "IBAN_CODE",
+        r"(?<![\w])[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?![\w])",
+        validator="mod97",
+    ),
+    PatternSpec(
+        "IP_ADDRESS",
+        rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\w|\.\d)",
+    ),
+    PatternSpec(
+        "IP_ADDRESS",
+        rf"(?<![\w:.])(?:{_HEX}{{0,4}}:){{2,7}}(?:{_HEX}{{1,4}}|{_OCTET}(?:\.{_OCTET}){{3}})?"
+        r"(?:%[A-Za-z0-9]+)?(?![\w:]|\.\d)",
+        validator="ip",
+    ),
+    PatternSpec("AWS_ACCESS_KEY", r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
+    PatternSpec(
+        "GITHUB_TOKEN",
+        r"(?<![\w])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![\w])",
+    ),
+    PatternSpec("SLACK_TOKEN", r"(?<![\w-])xox[baprse]-[A-Za-z0-9-]{10,250}(?![\w-])"),
+    PatternSpec(
+        "JWT",
+        r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*(?![\w-])",
+    ),
+    PatternSpec(
+        "API_KEY",
+        r"(?<![\w-])(?:api[_-]?key|apikey|access[_-]?key|secret[_-]?key|client[_-]?secret|"
+        r"access[_-]?token|auth[_-]?token|api[_-]?token|secret|password|passwd)"
+        r"[\"']?[ \t]*[:=][ \t]*[\"']?(?P<value>[A-Za-z0-9_\-./+=]{8,200})(?![A-Za-z0-9_\-./+=])",
+        group="value",
+        flags=regex.IGNORECASE,
+    ),
+    RegionSpec(
+        "PRIVATE_KEY",
+        begin=r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----",
+        end=r"-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----",
+    ),
+)
+
+BUILTIN_LABELS: tuple[str, ...] = tuple(dict.fromkeys(spec.label for spec in _BUILTINS))
+
+
+def builtin_specs(labels: Iterable[str] | None = None) -> list[PatternSpec | RegionSpec]:
+    """The built-in specs for ``labels`` (all of them when ``None``), in a fixed order."""
+    if labels is None:
+        return list(_BUILTINS)
+    wanted = set(labels)
+    unknown = wanted - set(BUILTIN_LABELS)
+    if unknown:
+        raise ValueError(f"unknown built-in label(s): {', '.join(sorted(unknown))}")
+    return [spec for spec in _BUILTINS if spec.label in wanted]
+
+
+# --------------------------------------------------------------------------- detector
+
+
+class PatternDetector:
+    """Detects pattern PII and secrets; immutable, shareable across streams."""
+
+    def __init__(self, name: str, specs: Sequence[PatternSpec | RegionSpec]) -> None:
+        self.name = name
+        self._patterns = tuple(s for s in specs if isinstance(s, PatternSpec))
+        self._regions = tuple(s for s in specs if isinstance(s, RegionSpec))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.label for s in (*self._patterns, *self._regions)))
+
+    def open(self) -> DetectorSession:
+        return _PatternSession(self.name, self._patterns, self._regions)
+
+
+class _PatternSession:
+    __slots__ = ("_name", "_patterns", "_regions", "_resume", "_region_state")
+
+    def __init__(self, name: str, patterns: tuple[PatternSpec, ...], regions: tuple[RegionSpec, ...]) -> None:
+        self._name = name
+        self._patterns = patterns
+        self._regions = regions
+        # Per pattern: the absolute offset from which its next match may start.
+        self._resume = [0] * len(patterns)
+        # Per region: (resume offset, inside-from offset or -1, end-search-from offset).
+        self._region_state = [(0, -1, 0)] * len(regions)
+
+    def scan(self, text: str, base: int, final: bool) -> Scan:
+        size = len(text)
+        settled = base + size
+        findings: list[Finding] = []
+        name = self._name
+        partial = not final
+        for i, spec in enumerate(self._patterns):
+            pos = self._resume[i] - base
+            if pos < 0:
+                pos = 0
+            compiled = spec.compiled
+            while pos <= size:
+                m = compiled.search(text, pos, partial=partial)
+                if m is None:
+                    pos = size
+                    break
+                start, end = m.span()
+                if m.partial:
+                    pos = size if start == size else start
+                    break
+                if partial and spec.open_check.match(text, start, partial=True) is not None:
+                    pos = start
+                    break
+                if spec.group is not None:
+                    g_start, g_end = m.span(spec.group)
+                else:
+                    g_start, g_end = start, end
+                if g_end > g_start and (spec.check is None or spec.check(text[g_start:g_end])):
+                    findings.append(Finding(Span(base + g_start, base + g_end), spec.label, name, spec.score))
+                pos = end if end > start else end + 1
+            pos = min(pos, size)
+            self._resume[i] = base + pos
+            if base + pos < settled:
+                settled = base + pos
+        for j, region in enumerate(self._regions):
+            settled = min(settled, self._scan_region(j, region, text, base, final, findings))
+        return Scan(tuple(findings), settled)
+
+    def _scan_region(
+        self, j: int, spec: RegionSpec, text: str, base: int, final: bool, findings: list[Finding]
+    ) -> int:
+        resume, inside, end_from = self._region_state[j]
+        size = len(text)
+        pos = max(resume - base, 0)
+        settled = base + size
+        while True:
+            if inside >= 0:
+                m = spec.end_re.search(text, max(end_from - base, 0))
+                stop = m.end() if m is not None else size
+                if base + stop > inside:
+                    findings.append(Finding(Span(inside, base + stop), spec.label, self._name, spec.score))
+                if m is None:
+                    inside = base + size
+                    end_from = max(end_from, base + size - spec.max_end_chars)
+                    pos = size
+                    break
+                inside = -1
+                pos = stop
+                continue
+            m = spec.begin_re.search(text, pos, partial=not final)
+            if m is None:
+                pos = size
+                break
+            if m.partial:
+                pos = size if m.start() == size else m.start()
+                settled = base + pos
+                break
+            inside = base + m.start()
+            end_from = base + m.end()
+            pos = m.end()
+        self._region_state[j] = (base + pos, inside, end_from)
+        return settled

@@ -1,0 +1,272 @@
+"""Policies: pydantic v2 models, strict YAML loading, and the presets shipped in the package.
+
+Every problem is reported as a :class:`PolicyError` naming the file, the key path
+(``detectors[0].custom[1].regex``) and what is wrong; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias
+
+import regex
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ._errors import PolicyError
+from .detectors.patterns import BUILTIN_LABELS
+from .detectors.validators import VALIDATORS
+
+__all__ = [
+    "ActionSpec",
+    "Budget",
+    "CustomPattern",
+    "PatternsDetectorConfig",
+    "Policy",
+    "available_presets",
+    "load_policy",
+    "policy_from_dict",
+]
+
+ActionName: TypeAlias = Literal["redact", "mask", "block", "flag"]
+_LABEL = r"^[A-Z][A-Z0-9_]*$"
+_TEMPLATE_FIELDS = frozenset({"label", "detector"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+def _action_shorthand(value: Any) -> Any:
+    return {"action": value} if isinstance(value, str) else value
+
+
+class ActionSpec(_Strict):
+    """``redact`` (with ``template``), ``mask``, ``block`` (with ``message``) or ``flag``.
+
+    In YAML an action may be written as just its name: ``CREDIT_CARD: block``.
+    """
+
+    action: ActionName
+    template: str | None = None
+    message: str | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _check_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        unknown = fields - _TEMPLATE_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder(s) {', '.join('{' + f + '}' for f in sorted(unknown))}; "
+                "use {label} or {detector}"
+            )
+        return value
+
+
+Action = Annotated[ActionSpec, BeforeValidator(_action_shorthand)]
+
+
+class Budget(_Strict):
+    """How long a character may be held before the budget decides for it."""
+
+    max_hold_ms: float | None = Field(default=1000.0, gt=0, le=600_000)
+    max_hold_chars: int | None = Field(default=512, ge=1, le=1_000_000)
+    on_budget: Literal["release", "mask", "block"] = "release"
+
+
+class CustomPattern(_Strict):
+    """A user pattern: a label, a regular expression (``regex`` module syntax), a validator."""
+
+    label: str = Field(pattern=_LABEL)
+    regex: str
+    validator: str | None = None
+    group: str | None = None
+    ignore_case: bool = False
+    score: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("regex")
+    @classmethod
+    def _check_regex(cls, value: str) -> str:
+        try:
+            compiled = regex.compile(value)
+        except regex.error as exc:
+            raise ValueError(f"bad regular expression {value!r}: {exc}") from None
+        if compiled.match(""):
+            raise ValueError(f"regular expression {value!r} matches the empty string")
+        return value
+
+    @field_validator("validator")
+    @classmethod
+    def _check_validator(cls, value: str | None) -> str | None:
+        if value is not None and value not in VALIDATORS:
+            raise ValueError(f"unknown validator {value!r}; choose one of: {', '.join(sorted(VALIDATORS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_group(self) -> CustomPattern:
+        if self.group is not None and self.group not in regex.compile(self.regex).groupindex:
+            raise ValueError(f"group {self.group!r} is not a named group of {self.regex!r}")
+        return self
+
+
+class PatternsDetectorConfig(_Strict):
+    """``type: patterns``: built-in pattern labels plus custom patterns."""
+
+    type: Literal["patterns"]
+    name: str = "patterns"
+    labels: list[str] | Literal["all", "none"] = "all"
+    custom: list[CustomPattern] = []
+    action: Action | None = None
+    actions: dict[str, Action] = {}
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, list):
+            for label in value:
+                if label not in BUILTIN_LABELS:
+                    close = difflib.get_close_matches(label, BUILTIN_LABELS, n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else f"; built-in labels: {', '.join(BUILTIN_LABELS)}"
+                    raise ValueError(f"unknown built-in label {label!r}{hint}")
+        return value
+
+    def label_names(self) -> list[str]:
+        if self.labels == "all":
+            builtin = list(BUILTIN_LABELS)
+        elif self.labels == "none":
+            builtin = []
+        else:
+            builtin = list(self.labels)
+        return builtin + [p.label for p in self.custom]
+
+
+DetectorConfig: TypeAlias = Annotated[PatternsDetectorConfig, Field(discriminator="type")]
+
+
+class Policy(_Strict):
+    """A whole policy: budget, release granularity, detectors and actions."""
+
+    version: Literal[1] = 1
+    name: str = "policy"
+    description: str = ""
+    budget: Budget = Budget()
+    release: Literal["settled", "word", "sentence"] = "settled"
+    on_detector_error: Literal["block", "release"] = "block"
+    block_message: str = "This response was blocked by policy."
+    mask_char: str = Field(default="*", min_length=1, max_length=1)
+    default_action: Action = ActionSpec(action="redact", template="<{label}>")
+    actions: dict[str, Action] = {}
+    context_chars: int = Field(default=64, ge=0, le=4096)
+    detectors: list[DetectorConfig] = []
+
+    @model_validator(mode="after")
+    def _check_names(self) -> Policy:
+        seen: set[str] = set()
+        for det in self.detectors:
+            if det.name in seen:
+                raise ValueError(f"two detectors are named {det.name!r}; give each a distinct 'name'")
+            seen.add(det.name)
+        known = {label for det in self.detectors for label in det.label_names()}
+        for label in self.actions:
+            if label not in known:
+                raise ValueError(f"actions: {label!r} is not a label any detector reports")
+        for det in self.detectors:
+            for label in det.actions:
+                if label not in det.label_names():
+                    raise ValueError(f"actions of detector {det.name!r}: it does not report {label!r}")
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _key_path(loc: tuple[int | str, ...], data: Any) -> str:
+    parts: list[str] = []
+    node = data
+    skip_tag = False
+    for item in loc:
+        if skip_tag:
+            skip_tag = False
+            if isinstance(node, dict) and node.get("type") == item:
+                continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            skip_tag = parts[-2:-1] == ["detectors"] or (len(parts) >= 2 and parts[-2] == "detectors")
+        else:
+            parts.append(("." if parts else "") + item)
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts)
+
+
+def _problem(err: Any) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "value_error":
+        cause = err.get("ctx", {}).get("error")
+        return str(cause) if cause is not None else str(err["msg"])
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown detector type {err.get('ctx', {}).get('tag')!r}; expected one of: patterns"
+    if kind == "union_tag_not_found":
+        return "every detector needs a 'type' (expected one of: patterns)"
+    return str(err["msg"])
+
+
+def policy_from_dict(data: Any, source: str = "<policy>") -> Policy:
+    """Validate ``data`` (parsed YAML) into a :class:`Policy`; errors name ``source``."""
+    if not isinstance(data, dict):
+        raise PolicyError(source, [("", f"a policy must be a mapping of keys, not {type(data).__name__}")])
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            errors.append((_key_path(loc, data), _problem(err)))
+        raise PolicyError(source, errors) from None
+
+
+def load_policy(name_or_path: str | Path) -> Policy:
+    """Load a preset by name (``patterns``) or a YAML policy file by path."""
+    path = Path(name_or_path)
+    text_name = str(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text_name:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PolicyError(text_name, [("", f"cannot read policy file: {exc.strerror or exc}")]) from None
+        return _parse(text, text_name)
+    presets = available_presets()
+    if text_name not in presets:
+        raise PolicyError(
+            text_name,
+            [("", f"no such policy file or preset; presets: {', '.join(presets)}")],
+        )
+    text = resources.files("guardstream.presets").joinpath(f"{text_name}.yaml").read_text(encoding="utf-8")
+    return _parse(text, f"preset:{text_name}")
+
+
+def _parse(text: str, source: str) -> Policy:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError(source, [("", f"invalid YAML{where}: {problem}")]) from None
+    return policy_from_dict(data, source)
+
+
+def available_presets() -> list[str]:
+    """Names of the presets shipped in the package."""
+    root = resources.files("guardstream.presets")
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))

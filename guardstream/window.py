@@ -1,0 +1,568 @@
+"""The holdback window: a synchronous state machine with no I/O and no asyncio.
+
+It receives chunks (``feed``), clock ticks (``tick``) and the end of the source
+(``finish``), asks every detector session what is settled, and releases exactly the text
+before the release frontier::
+
+    frontier = min(settled offset of every detector)
+               pulled back to the start of any known finding it would split
+               clipped back to a word or sentence end (granularity)
+               pushed forward by the latency budget (max_hold_ms, max_hold_chars)
+
+Offsets seen by detectors are offsets into the *normalised* text (zero-width characters
+dropped, compatibility forms folded); the window maps every finding and settled offset
+back to the original characters, which are what it releases.
+
+All work per call is proportional to the pending text plus a bounded left context, never
+to the whole stream.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+import regex
+
+from ._normalize import normalize_char
+from .detectors.base import DetectorSession
+from .events import (
+    Blocked,
+    BudgetExceeded,
+    DetectorFailed,
+    Event,
+    Flagged,
+    Outcome,
+    OutcomeKind,
+    Redacted,
+    Released,
+    Retracted,
+)
+from .findings import Finding, Span
+
+__all__ = ["ActionRule", "Granularity", "Window", "WindowConfig"]
+
+Granularity: TypeAlias = Literal["settled", "word", "sentence"]
+OnBudget: TypeAlias = Literal["release", "mask", "block"]
+ActionName: TypeAlias = Literal["redact", "mask", "block", "flag"]
+
+_SEVERITY: dict[str, int] = {"flag": 0, "mask": 1, "redact": 2, "block": 3}
+_SENTENCE_END = regex.compile(r"(?r)(?:[.!?\u2026][\"')\]\u201d\u2019]*\s|\n)")
+_WHITESPACE = regex.compile(r"(?r)\s")
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRule:
+    """What to do with a finding: ``redact`` (``template``), ``mask``, ``block``, ``flag``."""
+
+    action: ActionName
+    template: str = "<{label}>"
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowConfig:
+    """Everything a window needs from a policy. Immutable; shared by every stream."""
+
+    action_for: Callable[[Finding], ActionRule]
+    max_hold_ms: float | None = None
+    max_hold_chars: int | None = None
+    on_budget: OnBudget = "release"
+    granularity: Granularity = "settled"
+    on_detector_error: Literal["block", "release"] = "block"
+    block_message: str = "This response was blocked by policy."
+    mask_char: str = "*"
+    context_chars: int = 64
+    retain_chars: int = 4096
+
+
+@dataclass(slots=True)
+class _Cluster:
+    start: int
+    end: int
+    findings: list[Finding]
+
+
+class Window:
+    """Per-stream holdback state. Create one per stream; not thread-safe, not shareable."""
+
+    def __init__(self, sessions: Sequence[tuple[str, DetectorSession]], config: WindowConfig) -> None:
+        self._config = config
+        self._names = [name for name, _ in sessions]
+        self._sessions: list[DetectorSession | None] = [session for _, session in sessions]
+        self._settled: list[int] = [0] * len(sessions)
+        # Raw text (what the source sent) and normalised text (what detectors see).
+        self._raw = ""
+        self._rbase = 0
+        self._norm = ""
+        self._nbase = 0
+        # For each normalised character in the buffer: raw start and raw end (absolute).
+        # None while the stream has been its own normal form (then offsets coincide).
+        self._nstart: list[int] | None = None
+        self._nend: list[int] | None = None
+        self._released = 0
+        self._arrivals: deque[tuple[int, float]] = deque()
+        self._findings: list[Finding] = []
+        self._leaked: list[Span] = []
+        self._last_redaction: tuple[int, str] | None = None
+        self._acted: list[Finding] = []
+        self._out: list[str] = []
+        self._holds: list[tuple[float, int]] = []
+        self._state: Literal["open", "blocked", "failed", "done"] = "open"
+        self._block_message: str | None = None
+        self._error: str | None = None
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def released_text(self) -> str:
+        """Everything released so far, exactly as sent downstream."""
+        return "".join(self._out)
+
+    @property
+    def source_chars(self) -> int:
+        return self._rbase + len(self._raw)
+
+    @property
+    def released_offset(self) -> int:
+        """Source offset up to which text has been released (or withheld for good)."""
+        return self._released
+
+    @property
+    def pending_chars(self) -> int:
+        return self.source_chars - self._released
+
+    @property
+    def is_open(self) -> bool:
+        return self._state == "open"
+
+    @property
+    def holds(self) -> list[tuple[float, int]]:
+        """``(hold_ms, characters)`` pairs: how long each released source character waited."""
+        return self._holds
+
+    def next_deadline(self) -> float | None:
+        """When (in the caller's ms clock) the oldest held character reaches ``max_hold_ms``."""
+        if self._state != "open" or self._config.max_hold_ms is None or not self._arrivals:
+            return None
+        if self._released >= self.source_chars:
+            return None
+        return self._arrivals[0][1] + self._config.max_hold_ms
+
+    # ------------------------------------------------------------------ inputs
+
+    def feed(self, chunk: str, now_ms: float) -> list[Event]:
+        """Take one chunk that arrived at ``now_ms``; return the events it causes."""
+        if self._state != "open" or not chunk:
+            return []
+        raw_start = self._rbase + len(self._raw)
+        self._raw += chunk
+        self._arrivals.append((raw_start, now_ms))
+        if chunk.isascii():
+            self._norm += chunk
+            if self._nstart is not None:
+                assert self._nend is not None
+                self._nstart.extend(range(raw_start, raw_start + len(chunk)))
+                self._nend.extend(range(raw_start + 1, raw_start + len(chunk) + 1))
+        else:
+            self._append_normalised(chunk, raw_start)
+        return self._advance(now_ms, final=False)
+
+    def tick(self, now_ms: float) -> list[Event]:
+        """The clock moved with no new chunk: enforce the time budget."""
+        if self._state != "open":
+            return []
+        return self._advance(now_ms, final=False, scan=False)
+
+    def finish(self, now_ms: float) -> list[Event]:
+        """The source ended normally: settle everything, release it, end with an outcome."""
+        events: list[Event] = []
+        if self._state == "open":
+            events = self._advance(now_ms, final=True)
+        if self._state == "open":
+            self._state = "done"
+            events.append(self.outcome("completed", now_ms))
+        elif self._state == "blocked":
+            events.append(self.outcome("blocked", now_ms))
+        elif self._state == "failed":
+            events.append(self.outcome("detector_error", now_ms))
+        return events
+
+    def outcome(self, kind: OutcomeKind, now_ms: float, error: str | None = None) -> Outcome:
+        """The terminal outcome for the stream as it stands. Stops any further release."""
+        if self._state == "open":
+            self._state = "done"
+        return Outcome(
+            kind=kind,
+            released=self.released_text,
+            source_chars=self.source_chars,
+            withheld_chars=self.source_chars - self._released,
+            findings=tuple(self._acted),
+            t_ms=now_ms,
+            error=error if error is not None else self._error,
+            message=self._block_message,
+        )
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    # ------------------------------------------------------------------ text store
+
+    def _append_normalised(self, chunk: str, raw_start: int) -> None:
+        parts: list[str] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        identity = self._nstart is None
+        for i, char in enumerate(chunk):
+            folded = normalize_char(char) if not char.isascii() else char
+            if folded != char and identity:
+                self._materialise_map()
+                identity = False
+            parts.append(folded)
+            if len(folded):
+                starts.extend([raw_start + i] * len(folded))
+                ends.extend([raw_start + i + 1] * len(folded))
+        self._norm += "".join(parts)
+        if self._nstart is not None:
+            assert self._nend is not None
+            self._nstart.extend(starts)
+            self._nend.extend(ends)
+
+    def _materialise_map(self) -> None:
+        base = self._nbase
+        self._nstart = list(range(base, base + len(self._norm)))
+        self._nend = list(range(base + 1, base + len(self._norm) + 1))
+
+    def _raw_start_of(self, norm_offset: int) -> int:
+        """Raw offset where the normalised character at ``norm_offset`` begins."""
+        if self._nstart is None:
+            return norm_offset
+        i = norm_offset - self._nbase
+        if i >= len(self._nstart):
+            return self._rbase + len(self._raw)
+        return self._nstart[max(i, 0)]
+
+    def _raw_end_of(self, norm_offset: int) -> int:
+        """Raw offset where the normalised text ending at ``norm_offset`` ends."""
+        if self._nend is None:
+            return norm_offset
+        i = norm_offset - self._nbase
+        if i <= 0:
+            return self._nstart[0] if self._nstart else self._rbase
+        return self._nend[min(i, len(self._nend)) - 1]
+
+    def _norm_of(self, raw_offset: int) -> int:
+        if self._nstart is None:
+            return raw_offset
+        return self._nbase + bisect.bisect_left(self._nstart, raw_offset)
+
+    def _trim(self) -> None:
+        """Drop text no detector can need again, keeping a bounded left context."""
+        keep_from = min(self._settled, default=self._nbase + len(self._norm))
+        keep_from = min(keep_from, self._norm_of(self._released))
+        norm_end = self._nbase + len(self._norm)
+        keep_from = max(keep_from, norm_end - self._config.retain_chars)
+        keep_from -= self._config.context_chars
+        cut = keep_from - self._nbase
+        if cut < 1024:  # amortise: slicing costs the length of what is kept
+            return
+        raw_cut_to = min(self._raw_start_of(keep_from), self._released)
+        if self._nstart is None:
+            raw_cut_to = keep_from = min(keep_from, raw_cut_to)
+            cut = keep_from - self._nbase
+        else:
+            assert self._nend is not None
+            del self._nstart[:cut]
+            del self._nend[:cut]
+        self._norm = self._norm[cut:]
+        self._nbase += cut
+        rcut = raw_cut_to - self._rbase
+        self._raw = self._raw[rcut:]
+        self._rbase += rcut
+        # Retraction bookkeeping only matters for text still inside the window.
+        self._leaked = [s for s in self._leaked if s.end > self._rbase]
+
+    # ------------------------------------------------------------------ the core
+
+    def _advance(self, now_ms: float, final: bool, scan: bool = True) -> list[Event]:
+        events: list[Event] = []
+        raw_end = self._rbase + len(self._raw)
+        if scan:
+            self._scan_all(final, now_ms, events)
+            if self._state != "open":
+                return events
+        settled_norm = min(self._settled, default=self._nbase + len(self._norm))
+        settled = raw_end if final else self._raw_start_of(settled_norm)
+        settled = max(settled, self._released)
+
+        self._handle_late_findings(now_ms, events)
+        if self._state != "open":
+            return events
+
+        clusters = self._clusters()
+        settled = _pull_back(settled, clusters)
+        frontier = settled
+        if not final and self._config.granularity != "settled" and frontier > self._released:
+            frontier = _pull_back(self._clip(frontier), clusters)
+
+        forced, reason = self._budget_target(now_ms, raw_end)
+        if forced > frontier:
+            # The budget overrides granularity freely; only unsettled text is a risk.
+            forced_end = _push_forward(forced, clusters)
+            if forced_end > settled:
+                self._release(settled, now_ms, events, clusters)
+                if self._state != "open":
+                    return events
+                unsettled = Span(settled, forced_end)
+                waiting = tuple(
+                    name
+                    for name, session, s in zip(self._names, self._sessions, self._settled, strict=True)
+                    if session is not None and self._raw_start_of(s) < forced_end
+                )
+                action = self._config.on_budget
+                assert reason is not None
+                events.append(BudgetExceeded(Span(self._released, forced_end), unsettled, reason, action, waiting, now_ms))
+                if action == "block":
+                    self._block(self._config.block_message, "budget", (), now_ms, events)
+                    return events
+                self._release(forced_end, now_ms, events, clusters, unsettled_from=settled)
+                if action == "release":
+                    self._leaked.append(unsettled)
+            else:
+                self._release(max(forced_end, frontier), now_ms, events, clusters)
+        elif frontier > self._released:
+            self._release(frontier, now_ms, events, clusters)
+        if not final:
+            self._trim()
+        return events
+
+    def _scan_all(self, final: bool, now_ms: float, events: list[Event]) -> None:
+        text, base = self._norm, self._nbase
+        for i, session in enumerate(self._sessions):
+            if session is None:
+                continue
+            try:
+                result = session.scan(text, base, final)
+            except Exception as exc:  # a detector's bug must not become a leak
+                message = f"{type(exc).__name__}: {exc}"
+                events.append(DetectorFailed(self._names[i], message, now_ms))
+                if self._config.on_detector_error == "block":
+                    self._error = f"detector {self._names[i]!r} failed: {message}"
+                    self._block(self._config.block_message, "detector_error", (), now_ms, events)
+                    self._state = "failed"
+                    return
+                self._sessions[i] = None
+                self._settled[i] = 1 << 62
+                continue
+            self._settled[i] = result.settled
+            for f in result.findings:
+                self._findings.append(self._to_raw(f))
+        live = [s for s, session in zip(self._settled, self._sessions, strict=True) if session is not None]
+        if len(live) != len(self._settled):
+            # Failed detectors no longer hold anything back.
+            self._settled = [s if session is not None else 1 << 62 for s, session in zip(self._settled, self._sessions, strict=True)]
+
+    def _to_raw(self, finding: Finding) -> Finding:
+        if self._nstart is None:
+            return finding
+        span = Span(self._raw_start_of(finding.start), self._raw_end_of(finding.end))
+        return Finding(span, finding.label, finding.detector, finding.score)
+
+    def _clusters(self) -> list[_Cluster]:
+        """Known findings not yet released, merged where they overlap, in order."""
+        if not self._findings:
+            return []
+        self._findings.sort(key=lambda f: (f.start, -f.end))
+        clusters: list[_Cluster] = []
+        for f in self._findings:
+            if clusters and f.start < clusters[-1].end:
+                last = clusters[-1]
+                last.end = max(last.end, f.end)
+                last.findings.append(f)
+            else:
+                clusters.append(_Cluster(f.start, f.end, [f]))
+        return clusters
+
+    def _clip(self, frontier: int) -> int:
+        """Move ``frontier`` back to the last word or sentence end before it."""
+        start = self._released - self._rbase
+        stop = frontier - self._rbase
+        pattern = _WHITESPACE if self._config.granularity == "word" else _SENTENCE_END
+        m = pattern.search(self._raw, start, stop)
+        return self._released if m is None else self._rbase + m.end()
+
+    def _budget_target(self, now_ms: float, raw_end: int) -> tuple[int, Literal["time", "chars"] | None]:
+        target, reason = self._released, None
+        cfg = self._config
+        if cfg.max_hold_chars is not None and raw_end - self._released > cfg.max_hold_chars:
+            target, reason = raw_end - cfg.max_hold_chars, "chars"
+        if cfg.max_hold_ms is not None and self._arrivals:
+            expired = now_ms - cfg.max_hold_ms
+            arrivals = self._arrivals
+            if arrivals[0][1] <= expired:
+                # Release through the end of every chunk that has waited too long.
+                end = raw_end
+                for start, t in arrivals:
+                    if t > expired:
+                        end = start
+                        break
+                if end > target:
+                    target, reason = end, "time"
+        return target, reason
+
+    def _handle_late_findings(self, now_ms: float, events: list[Event]) -> None:
+        """Findings that start in released text: only possible after a forced release."""
+        late = [f for f in self._findings if f.start < self._released]
+        if not late:
+            return
+        keep = [f for f in self._findings if f.start >= self._released]
+        for f in late:
+            for leak in self._leaked:
+                overlap_start, overlap_end = max(leak.start, f.start), min(leak.end, f.end, self._released)
+                if overlap_start < overlap_end:
+                    events.append(Retracted(f, Span(overlap_start, overlap_end), now_ms))
+                    break
+            if f.end > self._released:
+                # Act on the part the user has not seen yet.
+                keep.append(Finding(Span(self._released, f.end), f.label, f.detector, f.score))
+        self._findings = keep
+
+    # ------------------------------------------------------------------ release
+
+    def _release(
+        self,
+        end: int,
+        now_ms: float,
+        events: list[Event],
+        clusters: list[_Cluster],
+        unsettled_from: int | None = None,
+    ) -> None:
+        """Release source text ``[released, end)``, applying actions; may block instead."""
+        start = self._released
+        if end <= start:
+            return
+        pieces: list[str] = []
+        pos = start
+        cfg = self._config
+        for cluster in clusters:
+            if cluster.end <= start:
+                continue
+            if cluster.start >= end:
+                break
+            if cluster.start > pos:
+                pieces.append(self._plain(pos, cluster.start, unsettled_from))
+            rule, primary = self._rule_for(cluster)
+            span = Span(cluster.start, cluster.end)
+            self._acted.extend(cluster.findings)
+            if rule.action == "block":
+                self._emit_release(start, cluster.start, pieces, now_ms, events)
+                self._block(rule.message or cfg.block_message, "finding", tuple(cluster.findings), now_ms, events)
+                return
+            if rule.action == "flag":
+                events.append(Flagged(span, primary.label, tuple(cluster.findings), now_ms))
+                pieces.append(self._plain(cluster.start, cluster.end, None))
+            elif rule.action == "mask":
+                replacement = self._mask(cluster.start, cluster.end)
+                events.append(Redacted(span, primary.label, "mask", replacement, tuple(cluster.findings), now_ms))
+                pieces.append(replacement)
+            else:
+                if self._last_redaction == (cluster.start, primary.label):
+                    replacement = ""  # continues the redaction just emitted
+                else:
+                    replacement = _format_template(rule.template, primary)
+                events.append(Redacted(span, primary.label, "redact", replacement, tuple(cluster.findings), now_ms))
+                pieces.append(replacement)
+                self._last_redaction = (cluster.end, primary.label)
+            pos = cluster.end
+        if pos < end:
+            pieces.append(self._plain(pos, end, unsettled_from))
+        self._findings = [f for f in self._findings if f.start >= end]
+        self._emit_release(start, end, pieces, now_ms, events)
+
+    def _emit_release(self, start: int, end: int, pieces: list[str], now_ms: float, events: list[Event]) -> None:
+        if end <= start:
+            return
+        text = "".join(pieces)
+        self._released = end
+        self._record_holds(start, end, now_ms)
+        if text:
+            self._out.append(text)
+        events.append(Released(text, Span(start, end), now_ms))
+
+    def _plain(self, a: int, b: int, unsettled_from: int | None) -> str:
+        text = self._raw[a - self._rbase : b - self._rbase]
+        if unsettled_from is not None and self._config.on_budget == "mask" and b > unsettled_from:
+            cut = max(a, unsettled_from) - a
+            return text[:cut] + self._mask(max(a, unsettled_from), b)
+        return text
+
+    def _mask(self, a: int, b: int) -> str:
+        text = self._raw[a - self._rbase : b - self._rbase]
+        char = self._config.mask_char
+        return "".join(c if c.isspace() else char for c in text)
+
+    def _rule_for(self, cluster: _Cluster) -> tuple[ActionRule, Finding]:
+        best: tuple[ActionRule, Finding] | None = None
+        for f in cluster.findings:
+            rule = self._config.action_for(f)
+            if best is None:
+                best = (rule, f)
+                continue
+            rank = (_SEVERITY[rule.action], f.end - f.start, f.score)
+            best_rank = (_SEVERITY[best[0].action], best[1].end - best[1].start, best[1].score)
+            if rank > best_rank:
+                best = (rule, f)
+        assert best is not None
+        return best
+
+    def _block(
+        self,
+        message: str,
+        reason: Literal["finding", "budget", "detector_error"],
+        findings: tuple[Finding, ...],
+        now_ms: float,
+        events: list[Event],
+    ) -> None:
+        self._state = "blocked"
+        self._block_message = message
+        events.append(Blocked(message, reason, findings, now_ms))
+
+    def _record_holds(self, start: int, end: int, now_ms: float) -> None:
+        arrivals = self._arrivals
+        raw_end = self._rbase + len(self._raw)
+        while arrivals:
+            chunk_start, t = arrivals[0]
+            chunk_end = arrivals[1][0] if len(arrivals) > 1 else raw_end
+            a, b = max(chunk_start, start), min(chunk_end, end)
+            if b > a:
+                self._holds.append((now_ms - t, b - a))
+            if chunk_end <= end:
+                arrivals.popleft()
+            else:
+                break
+
+
+def _pull_back(frontier: int, clusters: list[_Cluster]) -> int:
+    for cluster in clusters:
+        if cluster.start >= frontier:
+            break
+        if cluster.end > frontier:
+            return cluster.start
+    return frontier
+
+
+def _push_forward(frontier: int, clusters: list[_Cluster]) -> int:
+    for cluster in clusters:
+        if cluster.start >= frontier:
+            break
+        if cluster.end > frontier:
+            return cluster.end
+    return frontier
+
+
+def _format_template(template: str, finding: Finding) -> str:
+    return template.replace("{label}", finding.label).replace("{detector}", finding.detector)
