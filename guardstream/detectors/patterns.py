@@ -105,7 +105,7 @@ _BUILTINS: tuple[PatternSpec | RegionSpec, ...] = (
     ),
     PatternSpec(
         "US_SSN",
-        r"(?<![\d-])(?!000|666|9\d\d)\d{3}(?P<d>[- ])(?!00)\d{2}(?P=d)(?!0000)\d{4}(?!\d|[- ]\d)",
+        r"(?<![\d-])(?!000|666|9\d\d)\d{3}(?P<d>[- ])(?!00)\d{2}(?P=d)(?!0000)\d{4}(?!\d|(?P=d)\d)",
     ),
     PatternSpec(
         "IBAN_CODE",
