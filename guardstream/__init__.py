@@ -19,9 +19,9 @@ _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from ._errors import DetectorError, DetectorUnavailable, GuardstreamError, OutputBlocked, PolicyError  # noqa: E402
-from .detectors import Detector, DetectorSession, PatternDetector, PatternSpec  # noqa: E402
-from .events import (  # noqa: E402
+from ._errors import DetectorError, DetectorUnavailable, GuardstreamError, OutputBlocked, PolicyError
+from .detectors import Detector, DetectorSession, PatternDetector, PatternSpec
+from .events import (
     Blocked,
     BudgetExceeded,
     DetectorFailed,
@@ -34,10 +34,10 @@ from .events import (  # noqa: E402
     Retracted,
     event_to_dict,
 )
-from .findings import Finding, Scan, Span  # noqa: E402
-from .guard import Guard, GuardedStream, StreamStats  # noqa: E402
-from .policy import Policy, available_presets, load_policy  # noqa: E402
-from .window import Window  # noqa: E402
+from .findings import Finding, Scan, Span
+from .guard import Guard, GuardedStream, StreamStats
+from .policy import Policy, available_presets, load_policy
+from .window import Window
 
 __version__ = "0.1.0"
 

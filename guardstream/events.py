@@ -136,9 +136,7 @@ class Outcome:
         return self.kind == "completed"
 
 
-Event: TypeAlias = (
-    Released | Redacted | Flagged | BudgetExceeded | Retracted | DetectorFailed | Blocked | Outcome
-)
+Event: TypeAlias = Released | Redacted | Flagged | BudgetExceeded | Retracted | DetectorFailed | Blocked | Outcome
 
 _TYPE_NAMES: dict[type, str] = {
     Released: "released",

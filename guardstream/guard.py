@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from ._errors import DetectorError
 from .detectors import Detector, build_detector
-from .events import Event, Outcome, Released
+from .events import Event, Outcome, OutcomeKind, Released
 from .findings import Finding
 from .policy import ActionSpec, Policy, load_policy, policy_from_dict
 from .window import ActionRule, Window, WindowConfig
@@ -229,14 +229,14 @@ class _Reader:
         finally:
             self._wake.set()
 
-    async def get(self, timeout: float | None) -> tuple[str, float] | _End | _Failure | object:
+    async def get(self, wait_s: float | None) -> tuple[str, float] | _End | _Failure | object:
         while not self._items:
             self._wake.clear()
-            if timeout is None:
+            if wait_s is None:
                 await self._wake.wait()
             else:
                 try:
-                    async with asyncio.timeout(timeout):
+                    async with asyncio.timeout(wait_s):
                         await self._wake.wait()
                 except TimeoutError:
                     return _TIMEOUT
@@ -339,7 +339,7 @@ class GuardedStream:
                 else:
                     events = window.finish(now)
                 if window.state in ("blocked", "failed") and not isinstance(events[-1] if events else None, Outcome):
-                    kind = "blocked" if window.state == "blocked" else "detector_error"
+                    kind: OutcomeKind = "blocked" if window.state == "blocked" else "detector_error"
                     events.append(window.outcome(kind, now))
                 for event in events:
                     if isinstance(event, Released) and event.text and stats.t_first_release_ms is None:

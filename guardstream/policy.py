@@ -131,8 +131,12 @@ class PatternsDetectorConfig(_Strict):
         if isinstance(value, list):
             for label in value:
                 if label not in BUILTIN_LABELS:
-                    close = difflib.get_close_matches(label, BUILTIN_LABELS, n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else f"; built-in labels: {', '.join(BUILTIN_LABELS)}"
+                    close = [b for b in BUILTIN_LABELS if b.startswith(label.upper())] or difflib.get_close_matches(
+                        label.upper(), BUILTIN_LABELS, n=1
+                    )
+                    hint = (
+                        f"; did you mean {close[0]!r}?" if close else f"; built-in labels: {', '.join(BUILTIN_LABELS)}"
+                    )
                     raise ValueError(f"unknown built-in label {label!r}{hint}")
         return value
 
@@ -212,6 +216,8 @@ def _problem(err: Any) -> str:
     if kind == "value_error":
         cause = err.get("ctx", {}).get("error")
         return str(cause) if cause is not None else str(err["msg"])
+    if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == _LABEL:
+        return f"{err.get('input')!r} is not a valid label: use UPPER_SNAKE_CASE, like EMPLOYEE_ID"
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":

@@ -53,14 +53,11 @@ def parse_records(lines: Iterable[str], source: str = "<input>") -> list[ReplayR
             raise ReplayInputError(f"{where}: 'chunks' must be a list of strings")
         if delays is not None:
             if not isinstance(delays, list) or not all(
-                isinstance(d, int | float) and not isinstance(d, bool) and math.isfinite(d) and d >= 0
-                for d in delays
+                isinstance(d, int | float) and not isinstance(d, bool) and math.isfinite(d) and d >= 0 for d in delays
             ):
                 raise ReplayInputError(f"{where}: 'delays_ms' must be a list of non-negative numbers")
             if len(delays) != len(chunks):
-                raise ReplayInputError(
-                    f"{where}: 'delays_ms' has {len(delays)} entries but 'chunks' has {len(chunks)}"
-                )
+                raise ReplayInputError(f"{where}: 'delays_ms' has {len(delays)} entries but 'chunks' has {len(chunks)}")
         records.append(
             ReplayRecord(rid, tuple(chunks), tuple(float(d) for d in delays) if delays is not None else None)
         )

@@ -325,7 +325,9 @@ class Window:
                 )
                 action = self._config.on_budget
                 assert reason is not None
-                events.append(BudgetExceeded(Span(self._released, forced_end), unsettled, reason, action, waiting, now_ms))
+                events.append(
+                    BudgetExceeded(Span(self._released, forced_end), unsettled, reason, action, waiting, now_ms)
+                )
                 if action == "block":
                     self._block(self._config.block_message, "budget", (), now_ms, events)
                     return events
@@ -364,7 +366,9 @@ class Window:
         live = [s for s, session in zip(self._settled, self._sessions, strict=True) if session is not None]
         if len(live) != len(self._settled):
             # Failed detectors no longer hold anything back.
-            self._settled = [s if session is not None else 1 << 62 for s, session in zip(self._settled, self._sessions, strict=True)]
+            self._settled = [
+                s if session is not None else 1 << 62 for s, session in zip(self._settled, self._sessions, strict=True)
+            ]
 
     def _to_raw(self, finding: Finding) -> Finding:
         if self._nstart is None:
@@ -396,7 +400,8 @@ class Window:
         return self._released if m is None else self._rbase + m.end()
 
     def _budget_target(self, now_ms: float, raw_end: int) -> tuple[int, Literal["time", "chars"] | None]:
-        target, reason = self._released, None
+        target = self._released
+        reason: Literal["time", "chars"] | None = None
         cfg = self._config
         if cfg.max_hold_chars is not None and raw_end - self._released > cfg.max_hold_chars:
             target, reason = raw_end - cfg.max_hold_chars, "chars"

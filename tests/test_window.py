@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -89,7 +90,7 @@ def test_released_spans_are_contiguous_and_only_grow() -> None:
     events += w.finish(float(len(text)))
     spans = [e.span for e in events if isinstance(e, Released)]
     assert spans[0].start == 0
-    assert all(a.end == b.start for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(spans))
     assert spans[-1].end == len(text)
     assert released(events) == "Mail <EMAIL_ADDRESS> or call <PHONE_NUMBER>, card <CREDIT_CARD> now."
 
