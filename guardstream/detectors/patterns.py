@@ -43,6 +43,7 @@ class PatternSpec:
     compiled: regex.Pattern[str] = field(init=False, repr=False, compare=False)
     open_check: regex.Pattern[str] = field(init=False, repr=False, compare=False)
     check: Callable[[str], bool] | None = field(init=False, repr=False, compare=False)
+    starts: frozenset[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         flags = _REGEX_FLAGS | self.flags
@@ -53,6 +54,21 @@ class PatternSpec:
         object.__setattr__(self, "check", VALIDATORS[self.validator] if self.validator else None)
         if self.group is not None and self.group not in self.compiled.groupindex:
             raise ValueError(f"pattern has no group named {self.group!r}")
+        object.__setattr__(self, "starts", _start_chars(self.pattern, self.compiled))
+
+
+def _start_chars(pattern: str, compiled: regex.Pattern[str]) -> frozenset[str] | None:
+    """The ASCII characters a match can begin with, or None when that cannot be known.
+
+    A scan skips a settled pattern when the new text holds none of them (and is ASCII),
+    which spares most regex calls per chunk. Positive lookbehinds and anchors make the
+    probe unreliable, so such patterns are always searched.
+    """
+    if "(?<=" in pattern or "^" in pattern.replace("[^", "") or "\\A" in pattern or "\\G" in pattern:
+        return None
+    chars = [chr(c) for c in range(32, 127)] + ["\t", "\n", "\r"]
+    found = {c for c in chars if compiled.match(c, partial=True) or compiled.match(" " + c, 1, partial=True)}
+    return frozenset(found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,14 +190,15 @@ class PatternDetector:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s.label for s in (*self._patterns, *self._regions)))
+        specs: tuple[PatternSpec | RegionSpec, ...] = (*self._patterns, *self._regions)
+        return tuple(dict.fromkeys(s.label for s in specs))
 
     def open(self) -> DetectorSession:
         return _PatternSession(self.name, self._patterns, self._regions)
 
 
 class _PatternSession:
-    __slots__ = ("_name", "_patterns", "_regions", "_resume", "_region_state")
+    __slots__ = ("_name", "_patterns", "_region_state", "_regions", "_resume", "_seen")
 
     def __init__(self, name: str, patterns: tuple[PatternSpec, ...], regions: tuple[RegionSpec, ...]) -> None:
         self._name = name
@@ -189,21 +206,33 @@ class _PatternSession:
         self._regions = regions
         # Per pattern: the absolute offset from which its next match may start.
         self._resume = [0] * len(patterns)
+        # Where the text ended at the previous scan.
+        self._seen = 0
         # Per region: (resume offset, inside-from offset or -1, end-search-from offset).
         self._region_state = [(0, -1, 0)] * len(regions)
 
     def scan(self, text: str, base: int, final: bool) -> Scan:
         size = len(text)
-        settled = base + size
+        text_end = base + size
+        settled = text_end
         findings: list[Finding] = []
         name = self._name
         partial = not final
+        resume = self._resume
+        seen = self._seen
+        new_text = text[seen - base :] if seen >= base else text
+        new_chars = frozenset(new_text) if new_text.isascii() else None
         for i, spec in enumerate(self._patterns):
-            pos = self._resume[i] - base
+            pos = resume[i] - base
             if pos < 0:
                 pos = 0
+            elif resume[i] >= seen and new_chars is not None and spec.starts is not None:
+                # Nothing open for this pattern: a new match must begin in the new text.
+                if new_chars.isdisjoint(spec.starts):
+                    resume[i] = text_end
+                    continue
             compiled = spec.compiled
-            while pos <= size:
+            while True:
                 m = compiled.search(text, pos, partial=partial)
                 if m is None:
                     pos = size
@@ -222,17 +251,20 @@ class _PatternSession:
                 if g_end > g_start and (spec.check is None or spec.check(text[g_start:g_end])):
                     findings.append(Finding(Span(base + g_start, base + g_end), spec.label, name, spec.score))
                 pos = end if end > start else end + 1
-            pos = min(pos, size)
-            self._resume[i] = base + pos
+                if pos > size:
+                    pos = size
+                    break
+            resume[i] = base + pos
             if base + pos < settled:
                 settled = base + pos
         for j, region in enumerate(self._regions):
-            settled = min(settled, self._scan_region(j, region, text, base, final, findings))
+            region_settled = self._scan_region(j, region, text, base, final, findings)
+            if region_settled < settled:
+                settled = region_settled
+        self._seen = text_end
         return Scan(tuple(findings), settled)
 
-    def _scan_region(
-        self, j: int, spec: RegionSpec, text: str, base: int, final: bool, findings: list[Finding]
-    ) -> int:
+    def _scan_region(self, j: int, spec: RegionSpec, text: str, base: int, final: bool, findings: list[Finding]) -> int:
         resume, inside, end_from = self._region_state[j]
         size = len(text)
         pos = max(resume - base, 0)
