@@ -96,63 +96,114 @@ _HEX = r"[0-9A-Fa-f]"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 
 _BUILTINS: tuple[PatternSpec | RegionSpec, ...] = (
+    # Token boundaries are ASCII classes (``[A-Za-z0-9_]``), not ``\w``: in scripts written
+    # without spaces an entity touches a letter (``電話番号は555-123-4567です``), and ``\w``
+    # would hide it. Full-width letters and digits arrive folded to ASCII.
+    # ``icon@2x.png`` (a retina asset name) is not an address, nor is the ``git@host:path``
+    # of an SSH remote: an address followed by ``:`` and a non-space is refused.
     PatternSpec(
         "EMAIL_ADDRESS",
-        r"(?<![\w.%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@"
-        r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])",
+        r"(?<![A-Za-z0-9_.%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@(?!\d{1,2}x\.(?:png|jpe?g|gif|webp|svg|avif)(?![A-Za-z0-9_-]))"
+        r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9_-]|:\S)",
     ),
     # US: (555) 123-4567, 555-123-4567, 555.123.4567, 555 123 4567, +1 555 123 4567, 1-555-...
     PatternSpec(
         "PHONE_NUMBER",
-        r"(?<![\w+.-])(?:(?:\+|00)?1[ .-]?)?(?:\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}(?P<sep>[ .-])\d{3}(?P=sep)\d{4})"
-        r"(?:[ ]?(?:x|ext\.?|extension)[ ]?\d{1,5})?(?!\d|[.-]\d)",
+        r"(?<![A-Za-z0-9_+.-])(?:(?:\+|00)?1[ .-]?)?"
+        r"(?:\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}(?P<sep>[ .-])\d{3}(?P=sep)\d{4})"
+        r"(?:[ ]?(?:x|[Ee]xt\.?|[Ee]xtension)[ ]?\d{1,5})?(?!\d|[.-]\d)",
     ),
     # E.164 and other international forms: +44 20 7946 0958, +4930123456, +33 (0)1 23 45 67 89
     PatternSpec(
         "PHONE_NUMBER",
-        r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){1,6}(?!\d)",
+        r"(?<![A-Za-z0-9_+])\+[1-9]\d{0,2}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,4})){1,6}(?!\d)",
         validator="e164",
     ),
+    # No card number starts with 0 or 1 (this drops 13-digit epoch milliseconds and 0000...
+    # runs, at the cost of 1xxx UATP airline cards); the only 13-digit cards are Visa's (4...),
+    # which keeps ISBN-13s and EAN-13 barcodes out. A card is not the head of a dashed run.
     PatternSpec(
         "CREDIT_CARD",
-        r"(?<![\d-])(?:\d{13,19}|\d{4}(?P<s>[ -])\d{4}(?P=s)\d{4}(?P=s)\d{1,4}(?:(?P=s)\d{3})?"
-        r"|\d{4}(?P<t>[ -])\d{6}(?P=t)\d{4,5})(?!\d)",
+        r"(?<![A-Za-z_\d-])(?:4\d{12}(?!\d)|\d(?<![01])(?:\d{13,18}|\d{3}(?P<s>[ -])\d{4}(?P=s)\d{4}(?P=s)\d{1,4}"
+        r"(?:(?P=s)\d{3})?|\d{3}(?P<t>[ -])\d{6}(?P=t)\d{4,5}))(?![A-Za-z_\d]|-\d)",
         validator="luhn",
     ),
     PatternSpec(
         "US_SSN",
-        r"(?<![\d-])(?!000|666|9\d\d)\d{3}(?P<d>[- ])(?!00)\d{2}(?P=d)(?!0000)\d{4}(?!\d|(?P=d)\d)",
+        r"(?<![A-Za-z_\d-])(?!000|666|9\d\d)\d{3}(?P<d>[- ])(?!00)\d{2}(?P=d)(?!0000)\d{4}(?!\d|(?P=d)\d)",
     ),
+    # One branch per IBAN length (SWIFT IBAN registry, as validators.IBAN_LENGTHS): a match has
+    # exactly its country's length, so an IBAN followed by ``EUR``, ``BIC:`` or a further group
+    # of four is still found, and a token whose country has no IBAN never matches.
     PatternSpec(
         "IBAN_CODE",
-        r"(?<![\w])[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?![\w])",
+        r"(?<![A-Za-z0-9_])(?:"
+        r"NO\d\d(?:[A-Z0-9]{11}|(?: [A-Z0-9]{4}){2} [A-Z0-9]{3})"  # 15
+        r"|BE\d\d(?:[A-Z0-9]{12}|(?: [A-Z0-9]{4}){3})"  # 16
+        r"|(?:DK|FI|FK|FO|GL|NL|SD)\d\d(?:[A-Z0-9]{14}|(?: [A-Z0-9]{4}){3} [A-Z0-9]{2})"  # 18
+        r"|(?:MK|SI)\d\d(?:[A-Z0-9]{15}|(?: [A-Z0-9]{4}){3} [A-Z0-9]{3})"  # 19
+        r"|(?:AT|BA|EE|KZ|LT|LU|MN|XK)\d\d(?:[A-Z0-9]{16}|(?: [A-Z0-9]{4}){4})"  # 20
+        r"|(?:CH|HR|LI|LV)\d\d(?:[A-Z0-9]{17}|(?: [A-Z0-9]{4}){4} [A-Z0-9])"  # 21
+        r"|(?:BG|BH|CR|DE|GB|GE|IE|ME|RS|VA)\d\d(?:[A-Z0-9]{18}|(?: [A-Z0-9]{4}){4} [A-Z0-9]{2})"  # 22
+        r"|(?:AE|GI|IL|IQ|OM|SO|TL)\d\d(?:[A-Z0-9]{19}|(?: [A-Z0-9]{4}){4} [A-Z0-9]{3})"  # 23
+        r"|(?:AD|CZ|ES|MD|PK|RO|SA|SE|SK|TN|VG)\d\d(?:[A-Z0-9]{20}|(?: [A-Z0-9]{4}){5})"  # 24
+        r"|(?:LY|PT|ST)\d\d(?:[A-Z0-9]{21}|(?: [A-Z0-9]{4}){5} [A-Z0-9])"  # 25
+        r"|(?:IS|TR)\d\d(?:[A-Z0-9]{22}|(?: [A-Z0-9]{4}){5} [A-Z0-9]{2})"  # 26
+        r"|(?:BI|DJ|FR|GR|IT|MC|MR|SM)\d\d(?:[A-Z0-9]{23}|(?: [A-Z0-9]{4}){5} [A-Z0-9]{3})"  # 27
+        r"|(?:AL|AZ|BY|CY|DO|GT|HN|HU|LB|NI|PL|SV)\d\d(?:[A-Z0-9]{24}|(?: [A-Z0-9]{4}){6})"  # 28
+        r"|(?:BR|EG|PS|QA|UA)\d\d(?:[A-Z0-9]{25}|(?: [A-Z0-9]{4}){6} [A-Z0-9])"  # 29
+        r"|(?:JO|KW|MU|YE)\d\d(?:[A-Z0-9]{26}|(?: [A-Z0-9]{4}){6} [A-Z0-9]{2})"  # 30
+        r"|(?:MT|SC)\d\d(?:[A-Z0-9]{27}|(?: [A-Z0-9]{4}){6} [A-Z0-9]{3})"  # 31
+        r"|LC\d\d(?:[A-Z0-9]{28}|(?: [A-Z0-9]{4}){7})"  # 32
+        r"|RU\d\d(?:[A-Z0-9]{29}|(?: [A-Z0-9]{4}){7} [A-Z0-9])"  # 33
+        r")(?![A-Za-z0-9_])",
         validator="mod97",
     ),
     PatternSpec(
         "IP_ADDRESS",
-        rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\w|\.\d)",
+        rf"(?<![A-Za-z0-9_.]){_OCTET}(?:\.{_OCTET}){{3}}(?![A-Za-z0-9_]|\.\d)",
     ),
+    # An IPv6 address must hold a digit and a run of two hex digits: ``s[::-1]``, ``x[1::2]``
+    # (Python slices) and ``Abc::Def``, ``cafe::babe`` (C++ names) are all valid addresses
+    # to ``ipaddress``. This also drops the bare loopback ``::1``, which identifies no one.
     PatternSpec(
         "IP_ADDRESS",
-        rf"(?<![\w:.])(?:{_HEX}{{0,4}}:){{2,7}}(?:{_HEX}{{1,4}}|{_OCTET}(?:\.{_OCTET}){{3}})?"
-        r"(?:%[A-Za-z0-9]+)?(?![\w:]|\.\d)",
+        rf"(?<![A-Za-z0-9_:.])(?=[0-9A-Fa-f:]{{0,38}}\d)(?=[0-9A-Fa-f:]{{0,37}}{_HEX}{{2}})"
+        rf"(?:{_HEX}{{0,4}}:){{2,7}}(?:{_HEX}{{1,4}}|{_OCTET}(?:\.{_OCTET}){{3}})?"
+        r"(?:%[A-Za-z0-9]{1,16})?(?![A-Za-z0-9_:]|\.\d)",
         validator="ip",
     ),
     PatternSpec("AWS_ACCESS_KEY", r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
     PatternSpec(
         "GITHUB_TOKEN",
-        r"(?<![\w])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![\w])",
+        r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![A-Za-z0-9_])",
     ),
-    PatternSpec("SLACK_TOKEN", r"(?<![\w-])xox[baprse]-[A-Za-z0-9-]{10,250}(?![\w-])"),
+    PatternSpec("SLACK_TOKEN", r"(?<![A-Za-z0-9_-])xox[baprse]-[A-Za-z0-9-]{10,250}(?![A-Za-z0-9_-])"),
     PatternSpec(
         "JWT",
-        r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*(?![\w-])",
+        r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,1024}\.eyJ[A-Za-z0-9_-]{5,8192}\.[A-Za-z0-9_-]{0,2048}(?![A-Za-z0-9_-])",
     ),
+    # ``password: ...``, ``DB_PASSWORD=...``, ``"api_key": "..."``: only the value is the
+    # finding. The keyword may be the last word of an identifier (``AWS_SECRET_ACCESS_KEY``,
+    # ``X-Api-Key``): like AWS_ACCESS_KEY's, the lookbehind refuses only a letter or digit, so
+    # a match still never begins inside a word. The value is
+    #   quoted:  8-200 non-space characters between the quotes;
+    #   ``=``:   a run of value characters not ending in ``.``, except an identifier path
+    #            (``os.environ``, ``settings.SECRET_KEY``, ``user_password``) or a call or
+    #            subscript (``os.getenv(``): code that names a secret is not one;
+    #   ``:``:   the same, holding a digit: after a colon, ``secret: consistency`` is prose
+    #            (so a letters-only ``password: sunshine`` is missed; quoted, it is found).
+    # (``\x5e`` is a literal ``^``, spelled so that no ``^`` reads as an anchor.)
     PatternSpec(
         "API_KEY",
-        r"(?<![\w-])(?:api[_-]?key|apikey|access[_-]?key|secret[_-]?key|client[_-]?secret|"
-        r"access[_-]?token|auth[_-]?token|api[_-]?token|secret|password|passwd)"
-        r"[\"']?[ \t]*[:=][ \t]*[\"']?(?P<value>[A-Za-z0-9_\-./+=]{8,200})(?![A-Za-z0-9_\-./+=])",
+        r"(?<![A-Za-z0-9])"
+        r"(?:api[_-]?key|apikey|access[_-]?key|secret[_-]?key|client[_-]?secret|"
+        r"access[_-]?token|auth[_-]?token|api[_-]?token|secret|password|passwd)[\"']?[ \t]{0,16}"
+        r"(?:[:=][ \t]{0,16}(?:\"(?P<value>[^\"\s]{8,200})\"|'(?P<value>[^'\s]{8,200})')"
+        r"|=[ \t]{0,16}(?![A-Za-z]{1,64}(?:[_.][A-Za-z]{1,64}){1,8}(?!\.?[\w\-/+=!@%\x5e~]))"
+        r"(?P<value>[\w\-/+=!@%\x5e~](?:\.?[\w\-/+=!@%\x5e~]){7,199})(?!\.?[\w\-/+=!@%\x5e~(\[])"
+        r"|:[ \t]{0,16}(?=[A-Za-z_\-./+=!@%\x5e~]{0,199}\d)"
+        r"(?P<value>[\w\-/+=!@%\x5e~](?:\.?[\w\-/+=!@%\x5e~]){7,199})(?!\.?[\w\-/+=!@%\x5e~(\[]))",
         group="value",
         flags=regex.IGNORECASE,
     ),
