@@ -36,6 +36,11 @@ __all__ = [
 
 # --------------------------------------------------------------------------- vocabulary
 
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
 _TOPICS = (
     ("deploy the service", "deployment", "container"),
     ("tune the database", "query planner", "index"),
@@ -47,7 +52,7 @@ _TOPICS = (
     ("organise the trip", "itinerary", "booking"),
 )
 
-_WORDS = (
+_WORDS = _words(
     "the a an this that each every some most any other first next last new old same "
     "value setting option file folder service server client request response user team "
     "report result error warning message record table column row key list item step "
@@ -61,7 +66,7 @@ _WORDS = (
     "and or but so because if when while after before then also only just still even "
     "usually often rarely always never quickly safely directly manually automatically "
     "in on at of for with from into over under between through without about per via"
-).split()
+)
 
 _OPENERS = (
     "Sure! Here is how to {task}.",
@@ -89,7 +94,7 @@ _CODE = (
     "```js\nconst total = items.reduce((sum, x) => sum + x.price, 0);\nconsole.log(`total: ${{total}}`);\n```",
 )
 
-_MONTHS = "January February March April May June July August September October November December".split()
+_MONTHS = _words("January February March April May June July August September October November December")
 
 # --------------------------------------------------------------------------- near misses
 
@@ -228,7 +233,7 @@ class Answer:
 
 def _sentence(rng: random.Random, nouns: tuple[str, str, str], near_miss_rate: float) -> str:
     words: list[str] = []
-    for i in range(rng.randint(8, 22)):
+    for _ in range(rng.randint(8, 22)):
         r = rng.random()
         if r < near_miss_rate:
             words.append(_near_miss(rng))
@@ -236,8 +241,9 @@ def _sentence(rng: random.Random, nouns: tuple[str, str, str], near_miss_rate: f
             words.append(rng.choice(nouns))
         else:
             words.append(rng.choice(_WORDS))
-        if i > 3 and rng.random() < 0.06:
-            words[-1] += ","
+    for i in range(3, len(words) - 2):
+        if rng.random() < 0.06:
+            words[i] += ","
     text = " ".join(words)
     return text[0].upper() + text[1:] + rng.choice(".....!?")
 
@@ -293,7 +299,7 @@ def make_corpus(seed: int, n: int, pii: bool = False) -> list[Answer]:
 
 # Pieces a BPE tokenizer tends to keep whole: a leading space plus letters, up to three
 # digits, one punctuation character (with a leading space), newline runs, space runs.
-_PIECE = re.compile(r" ?[A-Za-z]+| ?[0-9]{1,3}| ?[^\sA-Za-z0-9]|\n+| +(?! )|\s")
+_PIECE = re.compile(r" ?[A-Za-z]+| ?[0-9]{1,3}| ?[^\sA-Za-z0-9]|\n+| +(?= )|\s")
 
 
 def _pieces(text: str) -> Iterator[str]:
@@ -317,7 +323,13 @@ def chunk_text(text: str, rng: random.Random, max_len: int = 8) -> list[str]:
             chunks.append(piece[:cut])
             piece = piece[cut:]
         # Now and then a tokenizer merges a word with the punctuation after it.
-        if chunks and len(piece) == 1 and piece in ".,:;" and len(chunks[-1]) < max_len and rng.random() < 0.15:
+        if (
+            chunks
+            and piece in (".", ",", ":", ";")
+            and chunks[-1][-1:].isalpha()
+            and len(chunks[-1]) < max_len
+            and rng.random() < 0.15
+        ):
             chunks[-1] += piece
             continue
         chunks.append(piece)
