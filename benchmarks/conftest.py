@@ -28,6 +28,7 @@ import guardstream
 from benchmarks.corpus import Answer, chunk_text, make_corpus
 from guardstream import Guard
 from guardstream.detectors import BUILTIN_LABELS
+from guardstream.replay import weighted_quantile as _weighted_quantile
 
 PROSE_SEED = 1729
 PII_SEED = 4242
@@ -171,17 +172,8 @@ def median_of(benchmark: Any) -> float | None:
 
 def weighted_quantile(pairs: Iterable[tuple[float, int]], q: float) -> float:
     """The ``q`` quantile of values weighted by counts (nearest rank); NaN when empty."""
-    items = sorted((v, n) for v, n in pairs if n > 0)
-    total = sum(n for _, n in items)
-    if not total:
-        return math.nan
-    rank = max(1, math.ceil(q * total))
-    seen = 0
-    for value, n in items:
-        seen += n
-        if seen >= rank:
-            return value
-    return items[-1][0]
+    value = _weighted_quantile(pairs, q)
+    return math.nan if value is None else value
 
 
 # --------------------------------------------------------------------------- summary

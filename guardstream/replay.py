@@ -19,7 +19,15 @@ from typing import IO, Any
 from .events import event_to_dict
 from .guard import Guard
 
-__all__ = ["ReplayInputError", "ReplayRecord", "hold_percentiles", "parse_records", "replay", "replay_one"]
+__all__ = [
+    "ReplayInputError",
+    "ReplayRecord",
+    "hold_percentiles",
+    "parse_records",
+    "replay",
+    "replay_one",
+    "weighted_quantile",
+]
 
 
 class ReplayInputError(ValueError):
@@ -64,23 +72,24 @@ def parse_records(lines: Iterable[str], source: str = "<input>") -> list[ReplayR
     return records
 
 
+def weighted_quantile(pairs: Iterable[tuple[float, int]], q: float) -> float | None:
+    """The ``q`` quantile (nearest rank) of values weighted by counts; None when empty."""
+    ordered = sorted((value, n) for value, n in pairs if n > 0)
+    total = sum(n for _, n in ordered)
+    if total == 0:
+        return None
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for value, n in ordered:
+        seen += n
+        if seen >= rank:
+            return value
+    return ordered[-1][0]
+
+
 def hold_percentiles(holds: Sequence[tuple[float, int]]) -> tuple[float | None, float | None, float | None]:
     """p50, p99 and max of per-character hold from ``(hold_ms, characters)`` pairs."""
-    total = sum(n for _, n in holds)
-    if total == 0:
-        return None, None, None
-    ordered = sorted(holds)
-
-    def at(q: float) -> float:
-        rank = max(1, math.ceil(q * total))
-        seen = 0
-        for hold, n in ordered:
-            seen += n
-            if seen >= rank:
-                return hold
-        return ordered[-1][0]
-
-    return at(0.50), at(0.99), ordered[-1][0]
+    return weighted_quantile(holds, 0.50), weighted_quantile(holds, 0.99), weighted_quantile(holds, 1.0)
 
 
 async def _paced(record: ReplayRecord, realtime: bool) -> AsyncIterator[str]:

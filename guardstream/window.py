@@ -362,7 +362,9 @@ class Window:
                 continue
             self._settled[i] = result.settled
             for f in result.findings:
-                self._findings.append(self._to_raw(f))
+                raw = self._to_raw(f)
+                if raw not in self._findings:  # two patterns may find the very same thing
+                    self._findings.append(raw)
         live = [s for s, session in zip(self._settled, self._sessions, strict=True) if session is not None]
         if len(live) != len(self._settled):
             # Failed detectors no longer hold anything back.
@@ -462,7 +464,8 @@ class Window:
                 pieces.append(self._plain(pos, cluster.start, unsettled_from))
             rule, primary = self._rule_for(cluster)
             span = Span(cluster.start, cluster.end)
-            self._acted.extend(cluster.findings)
+            continues = rule.action == "redact" and self._last_redaction == (cluster.start, primary.label)
+            self._record_acted(cluster.findings, continues)
             if rule.action == "block":
                 self._emit_release(start, cluster.start, pieces, now_ms, events)
                 self._block(rule.message or cfg.block_message, "finding", tuple(cluster.findings), now_ms, events)
@@ -475,10 +478,8 @@ class Window:
                 events.append(Redacted(span, primary.label, "mask", replacement, tuple(cluster.findings), now_ms))
                 pieces.append(replacement)
             else:
-                if self._last_redaction == (cluster.start, primary.label):
-                    replacement = ""  # continues the redaction just emitted
-                else:
-                    replacement = _format_template(rule.template, primary)
+                # A continuation of the redaction just emitted adds no second replacement.
+                replacement = "" if continues else _format_template(rule.template, primary)
                 events.append(Redacted(span, primary.label, "redact", replacement, tuple(cluster.findings), now_ms))
                 pieces.append(replacement)
                 self._last_redaction = (cluster.end, primary.label)
@@ -487,6 +488,20 @@ class Window:
             pieces.append(self._plain(pos, end, unsettled_from))
         self._findings = [f for f in self._findings if f.start >= end]
         self._emit_release(start, end, pieces, now_ms, events)
+
+    def _record_acted(self, findings: list[Finding], continues: bool) -> None:
+        """Remember findings acted on; a continuation extends the finding it continues.
+
+        A private-key block streamed in pieces is then one finding, as it is when the
+        whole text arrives at once.
+        """
+        for f in findings:
+            if continues and self._acted:
+                last = self._acted[-1]
+                if last.end == f.start and last.label == f.label and last.detector == f.detector:
+                    self._acted[-1] = Finding(Span(last.start, f.end), f.label, f.detector, max(last.score, f.score))
+                    continue
+            self._acted.append(f)
 
     def _emit_release(self, start: int, end: int, pieces: list[str], now_ms: float, events: list[Event]) -> None:
         if end <= start:

@@ -1066,22 +1066,12 @@ def test_mod97_checks_the_country_length(value: str, valid: bool) -> None:
 # --------------------------------------------------------------------------- engine
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: the US and the E.164 phone specs both match '+1 212 555 0143'; the identical "
-    "finding (same span, label, detector) is reported twice in Outcome.findings",
-)
 def test_identical_findings_are_reported_once() -> None:
     outcome = GUARD.check("Call +1 212 555 0143 now.")
     assert outcome.released == "Call <PHONE_NUMBER> now."
     assert len(outcome.findings) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: a streamed private-key block is reported as one finding per chunk (89 findings "
-    "one character at a time), a whole text as one; the redaction itself is the same",
-)
 async def test_streamed_private_key_is_one_finding() -> None:
     text = f"Key:\n{RSA_KEY}\nok"
     streamed = await GUARD.run(_chars(text))

@@ -93,7 +93,8 @@ def secret(draw: st.DrawFn) -> str:
         return "AKIA" + draw(st.from_regex(r"[A-Z0-9]{16}", fullmatch=True))
     if kind == "github":
         return "ghp_" + draw(st.from_regex(r"[A-Za-z0-9]{36}", fullmatch=True))
-    return draw(st.from_regex(r"[A-Za-z0-9]{12,24}", fullmatch=True))
+    # An assignment's value (8+ characters): letters then digits, never a bare number.
+    return draw(st.from_regex(r"[A-Za-z]{4,12}[0-9]{2,6}[A-Za-z0-9]{2,8}", fullmatch=True))
 
 
 ENTITIES = st.one_of(card(), email(), phone(), ssn(), iban(), ipv4(), secret())
@@ -130,7 +131,7 @@ def planted_text(draw: st.DrawFn) -> tuple[str, list[str]]:
     for _ in range(draw(st.integers(1, 8))):
         if draw(st.integers(0, 2)) == 0:
             value = draw(ENTITIES)
-            if value.isalnum() and not value.startswith(("AKIA", "ghp_")) and not value.isdigit():
+            if value.isalnum() and not value.startswith(("AKIA", "ghp_")) and not value.isdigit() and value.isascii():
                 value = "api_key=" + value
                 planted.append(value.split("=", 1)[1])
             else:

@@ -57,6 +57,10 @@ class PatternSpec:
         object.__setattr__(self, "starts", _start_chars(self.pattern, self.compiled))
 
 
+# A positive lookbehind, or an anchor (^ outside a class negation, \A, \G).
+_UNPROBEABLE = regex.compile(r"\(\?<=|(?<![\\\[])\^|\\[AG]")
+
+
 def _start_chars(pattern: str, compiled: regex.Pattern[str]) -> frozenset[str] | None:
     """The ASCII characters a match can begin with, or None when that cannot be known.
 
@@ -64,7 +68,7 @@ def _start_chars(pattern: str, compiled: regex.Pattern[str]) -> frozenset[str] |
     which spares most regex calls per chunk. Positive lookbehinds and anchors make the
     probe unreliable, so such patterns are always searched.
     """
-    if "(?<=" in pattern or "^" in pattern.replace("[^", "") or "\\A" in pattern or "\\G" in pattern:
+    if _UNPROBEABLE.search(pattern):
         return None
     chars = [chr(c) for c in range(32, 127)] + ["\t", "\n", "\r"]
     found = {c for c in chars if compiled.match(c, partial=True) or compiled.match(" " + c, 1, partial=True)}
@@ -277,11 +281,15 @@ class _PatternSession:
             pos = resume[i] - base
             if pos < 0:
                 pos = 0
-            elif resume[i] >= seen and new_chars is not None and spec.starts is not None:
-                # Nothing open for this pattern: a new match must begin in the new text.
-                if new_chars.isdisjoint(spec.starts):
-                    resume[i] = text_end
-                    continue
+            elif (
+                resume[i] >= seen
+                and new_chars is not None
+                and spec.starts is not None
+                and new_chars.isdisjoint(spec.starts)
+            ):
+                # Nothing open for this pattern, and no new character can begin a match.
+                resume[i] = text_end
+                continue
             compiled = spec.compiled
             while True:
                 m = compiled.search(text, pos, partial=partial)
