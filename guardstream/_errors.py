@@ -51,7 +51,7 @@ class DetectorUnavailable(DetectorError):
 
 
 class OutputBlocked(GuardstreamError):
-    """Raised by :meth:`Guard.check_text` style helpers when the caller prefers exceptions."""
+    """Raised by ``Guard.check``/``Guard.run`` with ``raise_on_block=True``; ``.outcome`` says more."""
 
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome

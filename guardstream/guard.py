@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from ._errors import DetectorError
+from ._errors import DetectorError, OutputBlocked
 from .detectors import Detector, build_detector
 from .events import Event, Outcome, OutcomeKind, Released
 from .findings import Finding
@@ -123,25 +123,35 @@ class Guard:
                             yield event.message
                         raise DetectorError("guard", event.error or "detector failed")
 
-    async def run(self, source: AsyncIterable[str] | Iterable[str]) -> Outcome:
-        """Consume ``source`` through the guard and return the outcome."""
+    async def run(self, source: AsyncIterable[str] | Iterable[str], *, raise_on_block: bool = False) -> Outcome:
+        """Consume ``source`` through the guard and return the outcome.
+
+        With ``raise_on_block`` a blocked stream raises :class:`OutputBlocked` (carrying
+        the outcome) instead of returning it.
+        """
         async with self.stream(source) as events:
             async for _ in events:
                 pass
         assert events.outcome is not None
-        return events.outcome
+        return _checked(events.outcome, raise_on_block)
 
-    def check(self, text: str) -> Outcome:
+    def check(self, text: str, *, raise_on_block: bool = False) -> Outcome:
         """Guard a whole text at once (no asyncio); the outcome says what would be shown."""
         window = self.window()
         window.feed(text, 0.0)
         events = window.finish(0.0)
         outcome = events[-1]
         assert isinstance(outcome, Outcome)
-        return outcome
+        return _checked(outcome, raise_on_block)
 
 
-def _action_resolver(policy: Policy) -> Any:
+def _checked(outcome: Outcome, raise_on_block: bool) -> Outcome:
+    if raise_on_block and outcome.kind == "blocked":
+        raise OutputBlocked(outcome)
+    return outcome
+
+
+def _action_resolver(policy: Policy) -> Callable[[Finding], ActionRule]:
     default_template = policy.default_action.template or "<{label}>"
     cache: dict[tuple[str, str], ActionRule] = {}
     by_detector = {det.name: det for det in policy.detectors}

@@ -357,6 +357,7 @@ class Window:
                     self._block(self._config.block_message, "detector_error", (), now_ms, events)
                     self._state = "failed"
                     return
+                # A failed detector no longer holds anything back.
                 self._sessions[i] = None
                 self._settled[i] = 1 << 62
                 continue
@@ -365,12 +366,6 @@ class Window:
                 raw = self._to_raw(f)
                 if raw not in self._findings:  # two patterns may find the very same thing
                     self._findings.append(raw)
-        live = [s for s, session in zip(self._settled, self._sessions, strict=True) if session is not None]
-        if len(live) != len(self._settled):
-            # Failed detectors no longer hold anything back.
-            self._settled = [
-                s if session is not None else 1 << 62 for s, session in zip(self._settled, self._sessions, strict=True)
-            ]
 
     def _to_raw(self, finding: Finding) -> Finding:
         if self._nstart is None:

@@ -17,6 +17,7 @@ from guardstream import (
     Finding,
     Guard,
     Outcome,
+    OutputBlocked,
     Released,
     Retracted,
     Scan,
@@ -241,6 +242,16 @@ async def test_block_closes_the_source_and_reports_what_was_released() -> None:
     assert outcome.message == "Blocked: card numbers are not allowed."
     assert source.closed
     assert not other_tasks()
+
+
+async def test_callers_may_ask_for_an_exception_on_block() -> None:
+    guard = Guard.from_dict({"block_message": "[blocked]", "detectors": [{"type": "patterns", "action": "block"}]})
+    with pytest.raises(OutputBlocked) as info:
+        await guard.run(chunked("ok then 123-45-6789 rest", [5]), raise_on_block=True)
+    assert info.value.outcome.released == "ok then " and str(info.value) == "[blocked]"
+    with pytest.raises(OutputBlocked):
+        guard.check("ssn 123-45-6789", raise_on_block=True)
+    assert guard.check("nothing here", raise_on_block=True).kind == "completed"
 
 
 async def test_text_api_yields_the_block_message_last() -> None:
