@@ -89,8 +89,10 @@ async def _one(guard: Guard, title: str, text: str, out: TextIO, style: _Style, 
     labels = ", ".join(f"{r.label}" for r in redactions if r.replacement) or "none"
     out.write(style.wrap("-- summary", "2") + "\n")
     out.write(f"   outcome: {outcome.kind}\n")
-    out.write(f"   received {outcome.source_chars} chars in {len(tokens)} tokens; released {released_chars}; ")
-    out.write(f"withheld {outcome.withheld_chars}\n")
+    out.write(f"   the model sent {outcome.source_chars} of {len(text)} chars")
+    if outcome.source_chars < len(text):
+        out.write(" (the source was closed at the block)")
+    out.write(f"; released {released_chars}; withheld {outcome.withheld_chars}\n")
     out.write(f"   redacted: {labels}\n")
     out.write(
         f"   held for a verdict: {held} chars; hold per char p50 {p50 or 0:.0f} ms, "
