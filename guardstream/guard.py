@@ -16,6 +16,7 @@ window, so nothing wakes up while nothing is held.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any, Final
 
 from ._errors import DetectorError, OutputBlocked
 from .detectors import Detector, build_detector
+from .detectors.base import AnalysingDetector, AnalysisRequest
 from .events import Event, Outcome, OutcomeKind, Released
 from .findings import Finding
 from .policy import ActionSpec, Policy, load_policy, policy_from_dict
@@ -138,11 +140,35 @@ class Guard:
     def check(self, text: str, *, raise_on_block: bool = False) -> Outcome:
         """Guard a whole text at once (no asyncio); the outcome says what would be shown."""
         window = self.window()
-        window.feed(text, 0.0)
-        events = window.finish(0.0)
-        outcome = events[-1]
-        assert isinstance(outcome, Outcome)
+        events = window.feed(text, 0.0)
+        events += self.settle(window, 0.0)
+        events += window.finish(0.0)
+        events += self.settle(window, 0.0)
+        outcome = events[-1] if events else None
+        if not isinstance(outcome, Outcome):
+            outcome = window.outcome("detector_error", 0.0, error=_UNSETTLED)
         return _checked(outcome, raise_on_block)
+
+    def settle(self, window: Window, now_ms: float) -> list[Event]:
+        """Run the window's pending model analyses in this thread; the events they cause.
+
+        For synchronous callers of :meth:`window` (benchmarks, sweeps, ``check``); the
+        async stream batches the same analyses across streams instead.
+        """
+        events: list[Event] = []
+        while requests := window.requests():
+            for index, request in requests:
+                detector = self._detectors[index]
+                assert isinstance(detector, AnalysingDetector)
+                try:
+                    result: Any = detector.analyze([request.text])[0]
+                except Exception as exc:  # reported as the detector's failure
+                    result = exc
+                events += window.deliver(index, request, result, now_ms)
+        return events
+
+
+_UNSETTLED = "a detector left text unsettled at the end of the stream"
 
 
 def _checked(outcome: Outcome, raise_on_block: bool) -> Outcome:
@@ -199,6 +225,27 @@ class _Failure:
         self.error = error
 
 
+class _Delivery:
+    """A model's answer for one session's analysis request, back on the loop."""
+
+    __slots__ = ("future", "index", "request")
+
+    def __init__(self, index: int, request: AnalysisRequest, future: asyncio.Future[Any]) -> None:
+        self.index = index
+        self.request = request
+        self.future = future
+
+    def result(self) -> Any:
+        if self.future.cancelled():
+            return DetectorError(str(self.index), "analysis was cancelled")
+        exc = self.future.exception()
+        return exc if exc is not None else self.future.result()
+
+
+def _deliver_to(reader: _Reader, index: int, request: AnalysisRequest, future: asyncio.Future[Any]) -> None:
+    reader.push(_Delivery(index, request, future))
+
+
 _END: Final = _End()
 _TIMEOUT: Final = object()
 
@@ -211,7 +258,7 @@ class _Reader:
             self._iter: AsyncIterator[str] = aiter(source)
         else:
             self._iter = _from_sync(source)
-        self._items: deque[tuple[str, float] | _End | _Failure] = deque()
+        self._items: deque[tuple[str, float] | _End | _Failure | _Delivery] = deque()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -239,7 +286,12 @@ class _Reader:
         finally:
             self._wake.set()
 
-    async def get(self, wait_s: float | None) -> tuple[str, float] | _End | _Failure | object:
+    def push(self, item: _Delivery) -> None:
+        """Hand the loop an item that did not come from the source (a model's answer)."""
+        self._items.append(item)
+        self._wake.set()
+
+    async def get(self, wait_s: float | None) -> tuple[str, float] | _End | _Failure | _Delivery | object:
         while not self._items:
             self._wake.clear()
             if wait_s is None:
@@ -322,6 +374,14 @@ class GuardedStream:
     ) -> None:
         await self.aclose()
 
+    def _submit(self, window: Window, reader: _Reader) -> None:
+        """Send the window's analysis requests to their detectors' batched model calls."""
+        for index, request in window.requests():
+            detector = self._guard.detectors[index]
+            assert isinstance(detector, AnalysingDetector)
+            future = detector.submit(request)
+            future.add_done_callback(functools.partial(_deliver_to, reader, index, request))
+
     async def _events(self) -> AsyncIterator[Event]:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -342,12 +402,18 @@ class GuardedStream:
                     if stats.t_first_source_ms is None:
                         stats.t_first_source_ms = (arrived - t0) * 1000
                     events = window.feed(chunk, (arrived - t0) * 1000)
+                elif isinstance(item, _Delivery):
+                    events = window.deliver(item.index, item.request, item.result(), now)
                 elif isinstance(item, _Failure):
                     self.upstream_exception = item.error
                     error = f"{type(item.error).__name__}: {item.error}"
                     events = [window.outcome("upstream_error", now, error=error)]
                 else:
                     events = window.finish(now)
+                self._submit(window, reader)
+                if window.ending and window.is_open and not window.waiting_for_analysis:
+                    # Defensive: a detector that never settles must not hang the stream.
+                    events.append(window.outcome("detector_error", now, error=_UNSETTLED))
                 if window.state in ("blocked", "failed") and not isinstance(events[-1] if events else None, Outcome):
                     kind: OutcomeKind = "blocked" if window.state == "blocked" else "detector_error"
                     events.append(window.outcome(kind, now))

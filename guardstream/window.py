@@ -23,12 +23,12 @@ import bisect
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import regex
 
 from ._normalize import normalize_char
-from .detectors.base import DetectorSession
+from .detectors.base import AnalysingSession, AnalysisRequest, DetectorSession
 from .events import (
     Blocked,
     BudgetExceeded,
@@ -112,6 +112,10 @@ class Window:
         self._out: list[str] = []
         self._holds: list[tuple[float, int]] = []
         self._state: Literal["open", "blocked", "failed", "done"] = "open"
+        # The source has ended; the outcome waits only for analyses still in flight.
+        self._ending = False
+        self._analysing = [isinstance(s, AnalysingSession) for _, s in sessions]
+        self._in_flight = [False] * len(sessions)
         self._block_message: str | None = None
         self._error: str | None = None
 
@@ -178,18 +182,75 @@ class Window:
         return self._advance(now_ms, final=False, scan=False)
 
     def finish(self, now_ms: float) -> list[Event]:
-        """The source ended normally: settle everything, release it, end with an outcome."""
+        """The source ended normally: settle everything, release it, end with an outcome.
+
+        When a detector still waits for a model's analysis (see :meth:`requests`), the
+        outcome comes from the :meth:`deliver` call that settles the last of the text.
+        """
         events: list[Event] = []
+        self._ending = True
         if self._state == "open":
             events = self._advance(now_ms, final=True)
+        self._conclude(now_ms, events)
+        return events
+
+    def requests(self) -> list[tuple[int, AnalysisRequest]]:
+        """Model analyses the detector sessions need now: ``(session index, request)``.
+
+        The caller runs each with the index's detector and hands the answer to
+        :meth:`deliver`. A session has at most one request in flight.
+        """
+        if self._state != "open":
+            return []
+        out: list[tuple[int, AnalysisRequest]] = []
+        for i, session in enumerate(self._sessions):
+            if session is None or not self._analysing[i] or self._in_flight[i]:
+                continue
+            assert isinstance(session, AnalysingSession)
+            request = session.request(self._norm, self._nbase, self._ending)
+            if request is not None:
+                self._in_flight[i] = True
+                out.append((i, request))
+        return out
+
+    def deliver(self, index: int, request: AnalysisRequest, result: Any, now_ms: float) -> list[Event]:
+        """The answer (or the exception) for a request from :meth:`requests`."""
+        self._in_flight[index] = False
+        session = self._sessions[index]
+        if self._state != "open" or session is None:
+            return []
+        events: list[Event] = []
+        if isinstance(result, BaseException):
+            self._detector_failed(index, result, now_ms, events)
+        else:
+            assert isinstance(session, AnalysingSession)
+            session.deliver(request, result)
         if self._state == "open":
+            events += self._advance(now_ms, final=self._ending)
+        if self._ending:
+            self._conclude(now_ms, events)
+        return events
+
+    @property
+    def ending(self) -> bool:
+        """True once the source has ended (``finish`` was called)."""
+        return self._ending
+
+    @property
+    def waiting_for_analysis(self) -> bool:
+        """True while some detector's model call is in flight."""
+        return any(self._in_flight)
+
+    def _conclude(self, now_ms: float, events: list[Event]) -> None:
+        if self._state == "open":
+            if self._released < self.source_chars or self.waiting_for_analysis:
+                return
             self._state = "done"
             events.append(self.outcome("completed", now_ms))
         elif self._state == "blocked":
             events.append(self.outcome("blocked", now_ms))
         elif self._state == "failed":
             events.append(self.outcome("detector_error", now_ms))
-        return events
 
     def outcome(self, kind: OutcomeKind, now_ms: float, error: str | None = None) -> Outcome:
         """The terminal outcome for the stream as it stands. Stops any further release."""
@@ -295,8 +356,10 @@ class Window:
             self._scan_all(final, now_ms, events)
             if self._state != "open":
                 return events
-        settled_norm = min(self._settled, default=self._nbase + len(self._norm))
-        settled = raw_end if final else self._raw_start_of(settled_norm)
+        norm_end = self._nbase + len(self._norm)
+        settled_norm = min(self._settled, default=norm_end)
+        # Everything settled: trailing invisible characters go too.
+        settled = raw_end if settled_norm >= norm_end else self._raw_start_of(settled_norm)
         settled = max(settled, self._released)
 
         self._handle_late_findings(now_ms, events)
@@ -350,22 +413,27 @@ class Window:
             try:
                 result = session.scan(text, base, final)
             except Exception as exc:  # a detector's bug must not become a leak
-                message = f"{type(exc).__name__}: {exc}"
-                events.append(DetectorFailed(self._names[i], message, now_ms))
-                if self._config.on_detector_error == "block":
-                    self._error = f"detector {self._names[i]!r} failed: {message}"
-                    self._block(self._config.block_message, "detector_error", (), now_ms, events)
-                    self._state = "failed"
+                self._detector_failed(i, exc, now_ms, events)
+                if self._state != "open":
                     return
-                # A failed detector no longer holds anything back.
-                self._sessions[i] = None
-                self._settled[i] = 1 << 62
                 continue
             self._settled[i] = result.settled
             for f in result.findings:
                 raw = self._to_raw(f)
                 if raw not in self._findings:  # two patterns may find the very same thing
                     self._findings.append(raw)
+
+    def _detector_failed(self, i: int, exc: BaseException, now_ms: float, events: list[Event]) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        events.append(DetectorFailed(self._names[i], message, now_ms))
+        if self._config.on_detector_error == "block":
+            self._error = f"detector {self._names[i]!r} failed: {message}"
+            self._block(self._config.block_message, "detector_error", (), now_ms, events)
+            self._state = "failed"
+            return
+        # A failed detector no longer holds anything back.
+        self._sessions[i] = None
+        self._settled[i] = 1 << 62
 
     def _to_raw(self, finding: Finding) -> Finding:
         if self._nstart is None:
@@ -379,7 +447,7 @@ class Window:
             return []
         self._findings.sort(key=lambda f: (f.start, -f.end))
         clusters: list[_Cluster] = []
-        for f in self._findings:
+        for f in _without_subsumed(self._findings):
             if clusters and f.start < clusters[-1].end:
                 last = clusters[-1]
                 last.end = max(last.end, f.end)
@@ -527,8 +595,10 @@ class Window:
             if best is None:
                 best = (rule, f)
                 continue
-            rank = (_SEVERITY[rule.action], f.end - f.start, f.score)
-            best_rank = (_SEVERITY[best[0].action], best[1].end - best[1].start, best[1].score)
+            # Most severe action, then the surer finding (validated patterns score 1.0,
+            # model findings less: the more specific label names it), then the longer.
+            rank = (_SEVERITY[rule.action], f.score, f.end - f.start)
+            best_rank = (_SEVERITY[best[0].action], best[1].score, best[1].end - best[1].start)
             if rank > best_rank:
                 best = (rule, f)
         assert best is not None
@@ -559,6 +629,30 @@ class Window:
                 arrivals.popleft()
             else:
                 break
+
+
+def _without_subsumed(findings: list[Finding]) -> list[Finding]:
+    """Drop a finding mostly covered by a surer one from another detector.
+
+    A model's span such as PERSON "Email david@example.com" over a validated
+    EMAIL_ADDRESS would otherwise swallow the word "Email" into the redaction. Only a
+    finding at least half covered goes; otherwise both merge into one redaction.
+    """
+    if len(findings) < 2:
+        return findings
+    kept: list[Finding] = []
+    for f in findings:
+        subsumed = False
+        for g in findings:
+            if g is f or g.score <= f.score or g.detector == f.detector:
+                continue
+            overlap = min(f.end, g.end) - max(f.start, g.start)
+            if overlap > 0 and 2 * overlap >= f.end - f.start:
+                subsumed = True
+                break
+        if not subsumed:
+            kept.append(f)
+    return kept
 
 
 def _pull_back(frontier: int, clusters: list[_Cluster]) -> int:

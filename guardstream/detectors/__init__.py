@@ -20,7 +20,21 @@ __all__ = [
 
 def build_detector(config: object) -> Detector:
     """The detector a validated policy entry describes."""
-    from ..policy import PatternsDetectorConfig
+    from ..policy import PatternsDetectorConfig, PresidioDetectorConfig
+
+    if isinstance(config, PresidioDetectorConfig):
+        from .presidio import PresidioDetector
+
+        return PresidioDetector(
+            config.name,
+            config.entities,
+            score_threshold=config.score_threshold,
+            right_context_words=config.right_context_words,
+            context_chars=config.context_chars,
+            model=config.model,
+            max_batch=config.max_batch,
+            max_wait_ms=config.max_wait_ms,
+        )
 
     if isinstance(config, PatternsDetectorConfig):
         labels = config.labels
