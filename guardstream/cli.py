@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -25,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="guard a built-in sample stream live in the terminal")
-    demo.add_argument("--policy", default="patterns", help="preset name or YAML path (default: patterns)")
+    demo.add_argument(
+        "--policy", default=None, help="preset name or YAML path (default: pii, or patterns without the ner extra)"
+    )
     demo.add_argument("--token-ms", type=float, default=25.0, help="pace: ms between tokens (default: 25)")
     demo.add_argument("--color", choices=("auto", "always", "never"), default="auto")
 
@@ -67,6 +70,8 @@ def _demo(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"guardstream: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. piped into head: stop quietly
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces a closed stdout for the rest of the run
     return 0
 
 

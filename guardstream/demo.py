@@ -8,17 +8,19 @@ import re
 from collections.abc import AsyncIterator
 from typing import TextIO
 
+from ._errors import DetectorError
 from .events import BudgetExceeded, Outcome, Redacted, Released
 from .guard import Guard
 from .replay import hold_percentiles
 
-__all__ = ["SAMPLES", "run_demo", "tokenize"]
+__all__ = ["SAMPLES", "default_policy", "run_demo", "tokenize"]
 
 SAMPLES: tuple[tuple[str, str], ...] = (
     (
         "an answer with contact details, payment data and a secret",
-        "Sure! I've updated your profile. Your account email is now maria.lopez@example.org and the "
-        "support line is (415) 555-0134. The card on file, 4111 1111 1111 1111, is charged $1,249.99 "
+        "Sure, Maria! I've updated your profile. Your account email is now maria.lopez@example.org and the "
+        "support line is (415) 555-0134. Your advisor, James Whitfield from our Denver office, will call "
+        "you on Monday. The card on file, 4111 1111 1111 1111, is charged $1,249.99 "
         "on 2024-11-24 for order #552-1039 (version 2.4.1 of the plan). For the API, set "
         "api_key=sk_live_7fA9cQ2xLmN4pR8t in your config and never share it. Questions? Reply any time.",
     ),
@@ -104,10 +106,27 @@ async def _one(guard: Guard, title: str, text: str, out: TextIO, style: _Style, 
         out.write(f"   blocked with: {outcome.message!r}; nothing after it was shown\n")
 
 
-async def run_demo(out: TextIO, *, policy: str = "patterns", color: bool = False, per_token_ms: float = 25.0) -> None:
+def default_policy() -> str:
+    """``pii`` when the NER extra is installed, else ``patterns``."""
+    try:
+        Guard.load("pii")
+    except DetectorError:
+        return "patterns"
+    return "pii"
+
+
+async def run_demo(out: TextIO, *, policy: str | None = None, color: bool = False, per_token_ms: float = 25.0) -> None:
     """Guard the built-in samples, printing released text as it appears and a summary."""
     style = _Style(color)
+    if policy is None:
+        policy = default_policy()
+        if policy == "patterns":
+            out.write("(names and places need the 'ner' extra: pip install -e '.[ner]'; using 'patterns')\n")
     guard = Guard.load(policy)
+    for detector in guard.detectors:
+        warmup = getattr(detector, "warmup", None)
+        if warmup is not None:
+            warmup()  # load the model before the clock starts
     title, text = SAMPLES[0]
     await _one(guard, title, text, out, style, per_token_ms)
     title, text = SAMPLES[1]

@@ -154,6 +154,7 @@ async def test_demo_shows_redactions_a_block_and_summaries() -> None:
     await run_demo(out, per_token_ms=0.5)
     text = out.getvalue()
     assert "<EMAIL_ADDRESS>" in text and "<CREDIT_CARD>" in text and "<API_KEY>" in text
+    assert "policy: pii" in text and "Sure, <PERSON>!" in text and "James Whitfield" not in text
     assert "maria.lopez@example.org" not in text and "4111 1111 1111 1111" not in text
     assert "[blocked: the answer contained a private key]" in text
     assert "MIIEowIBAAKCAQEA" not in text

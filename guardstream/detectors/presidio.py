@@ -7,7 +7,7 @@ context arrives, so NER text is settled in two ways:
   function word such as "The" or "I") cannot start an entity and is settled at once,
   with no model call: ordinary prose is not delayed.
 * From the first name-like word on, text is held until ``right_context_words`` complete
-  words follow the last name-like word (or a sentence ends, or the stream does); then
+  words follow the last name-like word (or the stream ends); then
   one model call analyses it, with the sentence before it as left context, and settles
   it. An entity that still touches the end of what was analysed stays unsettled.
 
@@ -388,7 +388,9 @@ class _NerSession:
                 return None
             tail = text[last_end : upto - base]
             words = len(_WORD.findall(tail + " ")) if tail.strip() else 0
-            if words < self._detector.right_context_words and not _SENTENCE_END.search(tail):
+            # Not cut short at a sentence end: "Sure, Maria! " alone is no name to the
+            # model, "Sure, Maria! I've updated" is.
+            if words < self._detector.right_context_words:
                 return None
         if upto <= start:
             return None
@@ -407,9 +409,7 @@ class _NerSession:
             for e in entities:
                 after = text[e.end :]
                 words = len(_WORD.findall(after + " ")) if after.strip() else 0
-                open_ended = e.end >= content_end or (
-                    words < self._detector.right_context_words and not _SENTENCE_END.search(after)
-                )
+                open_ended = e.end >= content_end or words < self._detector.right_context_words
                 if open_ended:  # it could still grow or change label: analyse again later
                     cut = min(cut, request.base + e.start)
         for e in entities:
