@@ -491,11 +491,14 @@ class Window:
             return
         keep = [f for f in self._findings if f.start >= self._released]
         for f in late:
-            for leak in self._leaked:
-                overlap_start, overlap_end = max(leak.start, f.start), min(leak.end, f.end, self._released)
-                if overlap_start < overlap_end:
-                    events.append(Retracted(f, Span(overlap_start, overlap_end), now_ms))
-                    break
+            # The user saw every budget-forced piece of the finding, over several releases.
+            seen = [
+                (max(leak.start, f.start), min(leak.end, f.end, self._released))
+                for leak in self._leaked
+                if max(leak.start, f.start) < min(leak.end, f.end, self._released)
+            ]
+            if seen:
+                events.append(Retracted(f, Span(min(a for a, _ in seen), max(b for _, b in seen)), now_ms))
             if f.end > self._released:
                 # Act on the part the user has not seen yet.
                 keep.append(Finding(Span(self._released, f.end), f.label, f.detector, f.score))

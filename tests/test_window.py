@@ -275,3 +275,20 @@ def test_window_memory_stays_bounded_on_a_long_stream() -> None:
     assert w.source_chars == 3000 * len(sentence)
     assert len(w._norm) < 3 * 1024 + len(sentence)
     assert len(w._raw) < 3 * 1024 + len(sentence)
+
+
+def test_a_retraction_covers_every_budget_forced_piece_the_user_saw() -> None:
+    guard = Guard.from_dict(
+        {
+            "budget": {"max_hold_ms": None, "max_hold_chars": 8, "on_budget": "release"},
+            "detectors": [{"type": "patterns", "labels": ["CREDIT_CARD"]}],
+        }
+    )
+    w = guard.window()
+    events: list[Event] = []
+    for chunk in ["Card ", "4111 ", "1111 ", "1111 ", "1111", " thanks"]:
+        events += w.feed(chunk, 0.0)
+    forced = [e.unsettled for e in of_type(events, BudgetExceeded)]
+    assert len(forced) >= 2
+    (retraction,) = of_type(events, Retracted)
+    assert retraction.leaked == Span(5, max(span.end for span in forced))
