@@ -471,13 +471,15 @@ class Window:
         if cfg.max_hold_chars is not None and raw_end - self._released > cfg.max_hold_chars:
             target, reason = raw_end - cfg.max_hold_chars, "chars"
         if cfg.max_hold_ms is not None and self._arrivals:
-            expired = now_ms - cfg.max_hold_ms
+            limit = cfg.max_hold_ms
             arrivals = self._arrivals
-            if arrivals[0][1] <= expired:
+            # The same expression as next_deadline(), so a tick at the deadline always acts
+            # (now - limit could round below the arrival time).
+            if arrivals[0][1] + limit <= now_ms:
                 # Release through the end of every chunk that has waited too long.
                 end = raw_end
                 for start, t in arrivals:
-                    if t > expired:
+                    if t + limit > now_ms:
                         end = start
                         break
                 if end > target:

@@ -292,3 +292,23 @@ def test_a_retraction_covers_every_budget_forced_piece_the_user_saw() -> None:
     assert len(forced) >= 2
     (retraction,) = of_type(events, Retracted)
     assert retraction.leaked == Span(5, max(span.end for span in forced))
+
+
+def test_a_tick_exactly_at_the_deadline_acts() -> None:
+    # 0.3 + 50 - 50 rounds below 0.3: the comparison must be the deadline's own.
+    guard = Guard.from_dict(
+        {"budget": {"max_hold_ms": 50, "max_hold_chars": None}, "detectors": [{"type": "patterns"}]}
+    )
+    w = guard.window()
+    w.feed("Card 4111", 0.3)
+    deadline = w.next_deadline()
+    assert deadline is not None
+    assert released(w.tick(deadline)) == "4111"
+
+
+def test_a_card_followed_by_a_number_is_still_a_card() -> None:
+    # The greedy 19-digit form takes " 100" and fails Luhn; the 16 digits before it pass.
+    assert PATTERNS.check("4000 0000 0000 0002 100.0.0.0").released == "<CREDIT_CARD> <IP_ADDRESS>"
+    assert PATTERNS.check("pay 4000 0000 0000 0002 100 times").released == "pay <CREDIT_CARD> 100 times"
+    # A 19-digit Luhn failure with no valid card inside stays as written.
+    assert PATTERNS.check("ref 4000 0000 0000 0003 100 ok").released == "ref 4000 0000 0000 0003 100 ok"

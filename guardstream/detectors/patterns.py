@@ -252,6 +252,26 @@ class PatternDetector:
         return _PatternSession(self.name, self._patterns, self._regions)
 
 
+def _shorter_valid(spec: PatternSpec, text: str, start: int, end: int) -> tuple[int, int] | None:
+    """A shorter match at ``start`` that validates, ending where the text has a space.
+
+    "4000 0000 0000 0002 100.0.0.0": the greedy match takes " 100" into a 19-digit number
+    that fails Luhn; the card before it is still a card. Only ends followed by whitespace
+    are tried, where the pattern's own end-of-token check would pass in the full text too.
+    """
+    assert spec.check is not None
+    for p in range(end - 1, start, -1):
+        if not text[p].isspace() or text[p - 1].isspace():
+            continue
+        m = spec.compiled.fullmatch(text, start, p)
+        if m is None:
+            continue
+        g_start, g_end = m.span(spec.group) if spec.group is not None else (start, p)
+        if g_end > g_start and spec.check(text[g_start:g_end]):
+            return g_start, g_end
+    return None
+
+
 class _PatternSession:
     __slots__ = ("_name", "_patterns", "_region_state", "_regions", "_resume", "_seen")
 
@@ -309,6 +329,12 @@ class _PatternSession:
                     g_start, g_end = start, end
                 if g_end > g_start and (spec.check is None or spec.check(text[g_start:g_end])):
                     findings.append(Finding(Span(base + g_start, base + g_end), spec.label, name, spec.score))
+                elif spec.check is not None:
+                    shorter = _shorter_valid(spec, text, start, end)
+                    if shorter is not None:
+                        findings.append(
+                            Finding(Span(base + shorter[0], base + shorter[1]), spec.label, name, spec.score)
+                        )
                 pos = end if end > start else end + 1
                 if pos > size:
                     pos = size
