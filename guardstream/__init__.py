@@ -19,7 +19,7 @@ _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from ._errors import DetectorError, DetectorUnavailable, GuardstreamError, OutputBlocked, PolicyError
+from ._errors import DetectorError, DetectorUnavailable, ExtraRequired, GuardstreamError, OutputBlocked, PolicyError
 from .detectors import Detector, DetectorSession, PatternDetector, PatternSpec
 from .events import (
     Blocked,
@@ -50,6 +50,7 @@ __all__ = [
     "DetectorSession",
     "DetectorUnavailable",
     "Event",
+    "ExtraRequired",
     "Finding",
     "Flagged",
     "Guard",

@@ -6,6 +6,7 @@
     ├── PolicyError        .path, .errors  ((key path, message) pairs)
     ├── DetectorError      .detector, __cause__
     │   └── DetectorUnavailable   says which extra to install
+    ├── ExtraRequired      an integration needs an optional extra; .extra names it
     └── OutputBlocked      only when the caller asks for exceptions instead of events
 """
 
@@ -17,7 +18,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .events import Outcome
 
-__all__ = ["DetectorError", "DetectorUnavailable", "GuardstreamError", "OutputBlocked", "PolicyError"]
+__all__ = [
+    "DetectorError",
+    "DetectorUnavailable",
+    "ExtraRequired",
+    "GuardstreamError",
+    "OutputBlocked",
+    "PolicyError",
+]
 
 
 class GuardstreamError(Exception):
@@ -48,6 +56,15 @@ class DetectorUnavailable(DetectorError):
     def __init__(self, detector: str, extra: str) -> None:
         self.extra = extra
         super().__init__(detector, f"needs the '{extra}' extra: pip install 'guardstream[{extra}]'")
+
+
+class ExtraRequired(GuardstreamError, ImportError):
+    """An integration (``what``) needs an optional extra that is not installed."""
+
+    def __init__(self, what: str, extra: str) -> None:
+        self.what = what
+        self.extra = extra
+        super().__init__(f"{what} needs the '{extra}' extra: pip install 'guardstream[{extra}]'")
 
 
 class OutputBlocked(GuardstreamError):
