@@ -1,0 +1,44 @@
+"""The holdback sweep: leak rate against added latency, for guardstream and the strategies peers use.
+
+* :mod:`.corpus`: a seeded generator of labelled, paced streams (and their JSON-lines form);
+* :mod:`.strategies`: stream first, fixed windows, NeMo-style chunk-and-check, sentence
+  buffering and guardstream's settled frontier, replayed on a virtual clock;
+* :mod:`.accounting`: one function that turns what a strategy showed into leaks, holds and TTFT;
+* :mod:`.sweep`: every strategy on the same streams, as markdown and JSON;
+* :mod:`.calibrate`: the smallest time budget that meets a leak target;
+* :mod:`.plot`: the PNG (needs the ``bench`` extra).
+
+Command line: ``guardstream bench sweep``, ``guardstream bench corpus``, ``guardstream calibrate``.
+"""
+
+from __future__ import annotations
+
+from .accounting import Shown, SpanFate, Tally, account
+from .calibrate import Calibration, calibrate
+from .corpus import LabelledSpan, LabelledStream, NearMiss, make_streams, read_jsonl, write_jsonl
+from .strategies import Checker, ChunkAndCheck, FixedWindow, SentenceBuffer, Settled, Strategy
+from .sweep import Sweep, default_strategies, run_sweep
+
+__all__ = [
+    "Calibration",
+    "Checker",
+    "ChunkAndCheck",
+    "FixedWindow",
+    "LabelledSpan",
+    "LabelledStream",
+    "NearMiss",
+    "SentenceBuffer",
+    "Settled",
+    "Shown",
+    "SpanFate",
+    "Strategy",
+    "Sweep",
+    "Tally",
+    "account",
+    "calibrate",
+    "default_strategies",
+    "make_streams",
+    "read_jsonl",
+    "run_sweep",
+    "write_jsonl",
+]

@@ -1,0 +1,486 @@
+"""The holdback sweep: every release strategy on the same labelled streams, one process, one run.
+
+:func:`run_sweep` replays each stream through each strategy on the virtual clock of its
+pacing schedule, accounts for what the user saw with :func:`~.accounting.account`, and
+sums it per strategy (:class:`Totals`). :func:`sweep_to_markdown` renders the tables;
+the JSON form is :meth:`Sweep.to_dict`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .._errors import ExtraRequired
+from ..guard import Guard
+from ..replay import weighted_quantile
+from .accounting import Tally, account
+from .corpus import LabelledStream, Pacing
+from .strategies import Checker, ChunkAndCheck, FixedWindow, Run, SentenceBuffer, Settled, Strategy
+
+__all__ = [
+    "BUDGETS_MS",
+    "Progress",
+    "Sweep",
+    "Totals",
+    "corpus_summary",
+    "default_strategies",
+    "evaluate",
+    "leak_upper_bound",
+    "machine",
+    "progress_bar",
+    "run_sweep",
+    "sweep_to_markdown",
+]
+
+BUDGETS_MS: tuple[float | None, ...] = (50, 100, 250, 500, 1000, None)
+
+
+def default_strategies(guard: Guard, budgets_ms: Iterable[float | None] = BUDGETS_MS) -> list[Strategy]:
+    """The strategies the issue compares, on ``guard``'s detectors and actions."""
+    checker = Checker(guard)
+    context = guard.policy.context_chars
+    strategies: list[Strategy] = [
+        ChunkAndCheck(checker, stream_first=True),
+        FixedWindow(checker, 16, context),
+        FixedWindow(checker, 64, context),
+        FixedWindow(checker, 256, context),
+        ChunkAndCheck(checker, 200, 50),
+        SentenceBuffer(checker),
+    ]
+    strategies.extend(Settled(guard, budget) for budget in budgets_ms)
+    return strategies
+
+
+# --------------------------------------------------------------------------- totals
+
+
+@dataclass
+class Totals:
+    """Everything one strategy did on a corpus, summed over streams."""
+
+    name: str
+    family: str
+    params: dict[str, Any]
+    spans: dict[str, list[int]] = field(default_factory=dict)  # label -> [total, leaked, whole, chars, raw]
+    near_misses: int = 0
+    destroyed: Counter[str] = field(default_factory=Counter)
+    ttft_ms: list[float] = field(default_factory=list)
+    holds: list[tuple[float, int]] = field(default_factory=list)
+    cpu_s: float = 0.0
+    streams: int = 0
+    chunks: int = 0
+    chars: int = 0
+    checks: int = 0
+    withheld_chars: int = 0
+    spurious: int = 0
+
+    def add(self, tally: Tally, run: Run, cpu_s: float, stream: LabelledStream) -> None:
+        for fate in tally.spans:
+            row = self.spans.setdefault(fate.label, [0, 0, 0, 0, 0])
+            row[0] += 1
+            row[1] += fate.leaked
+            row[2] += fate.whole
+            row[3] += fate.chars
+            row[4] += fate.raw_chars
+        self.near_misses += tally.near_misses
+        self.destroyed.update(tally.destroyed)
+        if tally.added_ttft_ms is not None:
+            self.ttft_ms.append(tally.added_ttft_ms)
+        self.holds.extend(tally.holds)
+        self.cpu_s += cpu_s
+        self.streams += 1
+        self.chunks += len(stream.chunks)
+        self.chars += len(stream.text)
+        self.checks += run.checks
+        self.withheld_chars += tally.withheld_chars
+        self.spurious += tally.spurious
+
+    @property
+    def total_spans(self) -> int:
+        return sum(row[0] for row in self.spans.values())
+
+    @property
+    def leaked(self) -> int:
+        return sum(row[1] for row in self.spans.values())
+
+    @property
+    def leak_rate(self) -> float | None:
+        n = self.total_spans
+        return self.leaked / n if n else None
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-ready figures for this strategy."""
+        n, leaked = self.total_spans, self.leaked
+        whole = sum(row[2] for row in self.spans.values())
+        chars = sum(row[3] for row in self.spans.values())
+        raw_chars = sum(row[4] for row in self.spans.values())
+        destroyed = sum(self.destroyed.values())
+        return {
+            "name": self.name,
+            "family": self.family,
+            "params": self.params,
+            "spans": n,
+            "leaked": leaked,
+            "leak_rate": _ratio(leaked, n),
+            "leak_rate_upper95": leak_upper_bound(leaked, n),
+            "whole": whole,
+            "whole_rate": _ratio(whole, n),
+            "span_chars": chars,
+            "span_chars_shown_raw": raw_chars,
+            "span_chars_shown_raw_rate": _ratio(raw_chars, chars),
+            "per_label": {
+                label: {
+                    "spans": row[0],
+                    "leaked": row[1],
+                    "whole": row[2],
+                    "leak_rate": _ratio(row[1], row[0]),
+                    "whole_rate": _ratio(row[2], row[0]),
+                    "chars_shown_raw_rate": _ratio(row[4], row[3]),
+                }
+                for label, row in sorted(self.spans.items())
+            },
+            "near_misses": self.near_misses,
+            "near_misses_destroyed": destroyed,
+            "near_miss_destroyed_rate": _ratio(destroyed, self.near_misses),
+            "destroyed_by_kind": dict(sorted(self.destroyed.items())),
+            "added_ttft_ms": {"p50": _q(self.ttft_ms, 0.5), "p99": _q(self.ttft_ms, 0.99)},
+            "hold_ms": {"p50": _wq(self.holds, 0.5), "p99": _wq(self.holds, 0.99), "max": _wq(self.holds, 1.0)},
+            "cpu_s": round(self.cpu_s, 4),
+            "chunks_per_s": round(self.chunks / self.cpu_s) if self.cpu_s > 0 else None,
+            "streams": self.streams,
+            "chunks": self.chunks,
+            "chars": self.chars,
+            "checks": self.checks,
+            "withheld_chars": self.withheld_chars,
+            "spurious_replacements": self.spurious,
+        }
+
+
+def _ratio(k: int, n: int) -> float | None:
+    return k / n if n else None
+
+
+def _q(values: Sequence[float], q: float) -> float | None:
+    found = weighted_quantile(((v, 1) for v in values), q)
+    return None if found is None else round(found, 3)
+
+
+def _wq(pairs: Sequence[tuple[float, int]], q: float) -> float | None:
+    found = weighted_quantile(pairs, q)
+    return None if found is None else round(found, 3)
+
+
+def leak_upper_bound(k: int, n: int, confidence: float = 0.95) -> float | None:
+    """One-sided Clopper-Pearson upper bound on a leak rate seen as ``k`` of ``n``.
+
+    With no leak it is about ``3 / n`` at 95%: a corpus of ``n`` violations cannot show a
+    rate much below that, whatever the strategy.
+    """
+    if n <= 0:
+        return None
+    if k >= n:
+        return 1.0
+    alpha = 1.0 - confidence
+    lo, hi = k / n, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if _binom_cdf(k, n, mid) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    return round(hi, 6)
+
+
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0 if k < n else 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    base = math.lgamma(n + 1)
+    return sum(
+        math.exp(base - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q) for i in range(k + 1)
+    )
+
+
+# --------------------------------------------------------------------------- running
+
+
+class Progress(Protocol):
+    def update(self, n: int = 1) -> Any: ...
+
+    def set_description_str(self, desc: str) -> Any: ...
+
+    def close(self) -> Any: ...
+
+
+class _NoProgress:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_description_str(self, desc: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int, enabled: bool | None, desc: str = "") -> Progress:
+    """A tqdm bar on stderr: forced on (``True``), off (``False``), or only on a TTY (``None``).
+
+    Raises:
+        ExtraRequired: the bar was asked for and tqdm (the ``bench`` extra) is missing.
+    """
+    if enabled is False or (enabled is None and not sys.stderr.isatty()):
+        return _NoProgress()
+    try:
+        tqdm = importlib.import_module("tqdm").tqdm  # no type stubs needed
+    except ImportError:
+        if enabled is None:
+            return _NoProgress()
+        raise ExtraRequired("the progress bar", "bench") from None
+    bar: Progress = tqdm(total=total, desc=desc, file=sys.stderr, unit="stream", dynamic_ncols=True, leave=False)
+    return bar
+
+
+def evaluate(strategy: Strategy, streams: Sequence[LabelledStream], progress: Progress | None = None) -> Totals:
+    """Replay every stream through ``strategy`` and account for it.
+
+    Throughput counts the CPU time (``time.process_time``) of ``strategy.run`` only:
+    detection, the strategy's bookkeeping and, for guardstream, the window itself.
+    """
+    totals = Totals(strategy.name, strategy.family, strategy.params)
+    for stream in streams:
+        started = time.process_time()
+        run = strategy.run(stream)
+        cpu = time.process_time() - started
+        totals.add(account(stream, run.shown), run, cpu, stream)
+        if progress is not None:
+            progress.update(1)
+    return totals
+
+
+@dataclass
+class Sweep:
+    """A finished sweep: the policy, the corpus, and the totals of every strategy."""
+
+    policy: str
+    corpus: dict[str, Any]
+    totals: list[Totals]
+    target_leak: float
+    elapsed_s: float
+    command: str = ""
+    started: str = ""
+
+    def recommended(self) -> dict[str, Any]:
+        """The smallest swept guardstream budget whose leak rate meets the target."""
+        budgets = [t for t in self.totals if t.family == "guardstream"]
+        ordered = sorted(
+            budgets, key=lambda t: math.inf if t.params["max_hold_ms"] is None else t.params["max_hold_ms"]
+        )
+        choice: Totals | None = None
+        for t in reversed(ordered):  # smallest budget such that it and every larger one pass
+            rate = t.leak_rate
+            if rate is None or rate > self.target_leak:
+                break
+            choice = t
+        return {
+            "target_leak": self.target_leak,
+            "met": choice is not None,
+            "max_hold_ms": None if choice is None else choice.params["max_hold_ms"],
+            "strategy": None if choice is None else choice.name,
+            "note": "among the swept budgets; `guardstream calibrate` refines it",
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "started": self.started,
+            "command": self.command,
+            "machine": machine(),
+            "guardstream": code_state(),
+            "corpus": self.corpus,
+            "clock": (
+                "virtual: every chunk arrives at its pacing schedule's time; check latency is not "
+                "added to the clock; throughput is the CPU time of each strategy's run"
+            ),
+            "strategies": [t.summary() for t in self.totals],
+            "recommended": self.recommended(),
+            "elapsed_s": round(self.elapsed_s, 2),
+        }
+
+
+def run_sweep(
+    policy: str,
+    guard: Guard,
+    streams: Sequence[LabelledStream],
+    corpus: dict[str, Any],
+    strategies: Sequence[Strategy] | None = None,
+    target_leak: float = 0.001,
+    progress: bool | None = None,
+    command: str = "",
+) -> Sweep:
+    """Replay ``streams`` through every strategy (the defaults: :func:`default_strategies`)."""
+    chosen = list(strategies) if strategies is not None else default_strategies(guard)
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    clock = time.perf_counter()
+    bar = progress_bar(len(chosen) * len(streams), progress, "sweep")
+    totals: list[Totals] = []
+    try:
+        for strategy in chosen:
+            bar.set_description_str(strategy.name)
+            totals.append(evaluate(strategy, streams, bar))
+    finally:
+        bar.close()
+    return Sweep(policy, corpus, totals, target_leak, time.perf_counter() - clock, command, started)
+
+
+def corpus_summary(streams: Sequence[LabelledStream], source: str, pacing: Pacing | None) -> dict[str, Any]:
+    """What was replayed: where it came from, its size, its labels and chunkings."""
+    labels = Counter(s.label for stream in streams for s in stream.spans)
+    return {
+        "source": source,
+        "streams": len(streams),
+        "chunkings": dict(sorted(Counter(s.chunking for s in streams).items())),
+        "chunks": sum(len(s.chunks) for s in streams),
+        "chars": sum(len(s.text) for s in streams),
+        "spans": sum(labels.values()),
+        "labels": dict(sorted(labels.items())),
+        "near_misses": sum(len(s.near_misses) for s in streams),
+        "pacing": None
+        if pacing is None
+        else {
+            "first_token_ms": list(pacing.first_token_ms),
+            "tokens_per_s": list(pacing.tokens_per_s),
+            "jitter": pacing.jitter,
+            "stall_p": pacing.stall_p,
+            "stall_ms": list(pacing.stall_ms),
+        },
+    }
+
+
+def machine() -> str:
+    """The CPU, core count and Python this ran on."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, "
+        f"{platform.python_implementation()} {platform.python_version()}"
+    )
+
+
+def code_state() -> str:
+    """The guardstream version measured, with its commit and whether the package had local edits."""
+    from .. import __version__
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout.strip()
+
+    try:
+        sha = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return f"guardstream {__version__}"
+    return f"guardstream {__version__} at {sha}{' + uncommitted edits' if dirty else ''}"
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _pct(rate: float | None) -> str:
+    if rate is None:
+        return "–"
+    value = rate * 100
+    if value == 0:
+        return "0%"
+    if value < 0.1:
+        return f"{value:.2f}%"
+    if value < 10:
+        return f"{value:.1f}%".replace(".0%", "%")
+    return f"{value:.0f}%"
+
+
+def _ms_cell(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if abs(value) < 10:
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def _rate_cell(value: int | None) -> str:
+    if value is None:
+        return "–"
+    if value >= 1_000_000:
+        return f"{value / 1e6:.1f}M"
+    if value >= 10_000:
+        return f"{value / 1e3:.0f}k"
+    return f"{value:,}"
+
+
+def sweep_to_markdown(result: dict[str, Any]) -> str:
+    """The sweep's tables (from :meth:`Sweep.to_dict`) as markdown."""
+    c = result["corpus"]
+    chunkings = ", ".join(f"{n} {k}" for k, n in c["chunkings"].items())
+    lines = [
+        f"Policy `{result['policy']}`; corpus: {c['source']}: {c['streams']} streams ({chunkings}), "
+        f"{c['chunks']:,} chunks, {c['chars']:,} characters, {c['spans']:,} labelled violations, "
+        f"{c['near_misses']:,} near misses.",
+        "",
+        "| strategy | leaked | rendered whole | violating chars shown | near misses destroyed "
+        "| added TTFT p50 / p99 (ms) | hold p50 / p99 (ms) | chunks/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for s in result["strategies"]:
+        lines.append(
+            f"| {s['name']} | {_pct(s['leak_rate'])} ({s['leaked']}) | {_pct(s['whole_rate'])} "
+            f"| {_pct(s['span_chars_shown_raw_rate'])} "
+            f"| {_pct(s['near_miss_destroyed_rate'])} ({s['near_misses_destroyed']}) "
+            f"| {_ms_cell(s['added_ttft_ms']['p50'])} / {_ms_cell(s['added_ttft_ms']['p99'])} "
+            f"| {_ms_cell(s['hold_ms']['p50'])} / {_ms_cell(s['hold_ms']['p99'])} "
+            f"| {_rate_cell(s['chunks_per_s'])} |"
+        )
+    labels = sorted({label for s in result["strategies"] for label in s["per_label"]})
+    if labels:
+        lines += [
+            "",
+            "Per label: leaked / rendered whole (share of that label's violations).",
+            "",
+            "| strategy | " + " | ".join(f"{label} ({c['labels'].get(label, 0)})" for label in labels) + " |",
+            "| --- |" + " ---: |" * len(labels),
+        ]
+        for s in result["strategies"]:
+            cells = []
+            for label in labels:
+                row = s["per_label"].get(label)
+                cells.append("–" if row is None else f"{_pct(row['leak_rate'])} / {_pct(row['whole_rate'])}")
+            lines.append(f"| {s['name']} | " + " | ".join(cells) + " |")
+    rec = result["recommended"]
+    target = _pct(rec["target_leak"])
+    if rec["met"]:
+        budget = "unbounded" if rec["max_hold_ms"] is None else f"{rec['max_hold_ms']:,g} ms"
+        lines += ["", f"Smallest swept guardstream budget with at most {target} leaked: **{budget}**."]
+    else:
+        lines += ["", f"No swept guardstream budget keeps leaks at or below {target}."]
+    return "\n".join(lines) + "\n"
