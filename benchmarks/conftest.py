@@ -16,7 +16,6 @@ import math
 import os
 import platform
 import random
-import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +23,9 @@ from typing import Any
 
 import pytest
 
-import guardstream
 from benchmarks.corpus import Answer, chunk_text, make_corpus
 from guardstream import Guard
+from guardstream.bench.sweep import code_state
 from guardstream.detectors import BUILTIN_LABELS
 from guardstream.replay import weighted_quantile as _weighted_quantile
 
@@ -191,22 +190,6 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()} ({platform.python_implementation()})"
 
 
-def _code_state() -> str:
-    """Which guardstream was measured: the commit, and whether the package had local edits."""
-    root = Path(guardstream.__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True)
-        return done.stdout.strip()
-
-    try:
-        sha = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--", ".")
-    except (OSError, subprocess.SubprocessError):
-        return f"guardstream {guardstream.__version__} from {root}"
-    return f"guardstream {guardstream.__version__} at {sha}{' + uncommitted edits in guardstream/' if dirty else ''}"
-
-
 TARGET_CHUNKS_PER_S = 50_000
 
 
@@ -281,7 +264,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr = terminalreporter
     tr.write_sep("=", "guardstream benchmark summary")
     tr.write_line(_machine())
-    tr.write_line(_code_state())
+    tr.write_line(code_state())
     if results.throughput:
         tr.write_line("")
         tr.write_line("throughput: median round time; 'x no_detectors' = how many times slower than the")
