@@ -11,15 +11,17 @@ do not flag this file.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from guardstream import Guard, Outcome
-from guardstream.detectors.patterns import BUILTIN_LABELS, PatternSpec, RegionSpec, builtin_specs
+from guardstream import Guard, Outcome, Released, Retracted
+from guardstream.detectors.patterns import BUILTIN_LABELS, PatternDetector, PatternSpec, RegionSpec, builtin_specs
 from guardstream.detectors.validators import IBAN_LENGTHS, luhn, mod97
+from tests.helpers import CHUNKINGS, released_for, split
 
 GUARD = Guard.load("patterns")
 
@@ -502,6 +504,18 @@ POSITIVES: dict[str, list[Any]] = {
             (GITHUB, GHR),
         ),
         pos("github-quoted-yaml", f'token: "{GHP}"', 'token: "<GITHUB_TOKEN>"', (GITHUB, GHP)),
+        # Was a near miss while a token had to be complete. A classic token's last six
+        # characters are a checksum of the first thirty: all but one character is the secret.
+        pos(
+            "github-truncated-is-still-the-secret",
+            "Token " + GHP[:-1] + " is truncated.",
+            "Token <GITHUB_TOKEN> is truncated.",
+            (GITHUB, GHP[:-1]),
+        ),
+        pos("github-at-end-of-stream", f"export GH_TOKEN={GHP}", "export GH_TOKEN=<GITHUB_TOKEN>", (GITHUB, GHP)),
+        pos("github-pat-at-end-of-stream", f"PAT {PAT}", "PAT <GITHUB_TOKEN>", (GITHUB, PAT)),
+        # A token ends at the first character that cannot belong to it.
+        pos("github-classic-then-underscore", f"{GHP}_old", "<GITHUB_TOKEN>_old", (GITHUB, GHP)),
     ],
     SLACK: [
         pos("slack-bot-end-of-sentence", f"Bot token: {XOXB}.", "Bot token: <SLACK_TOKEN>.", (SLACK, XOXB)),
@@ -526,6 +540,7 @@ POSITIVES: dict[str, list[Any]] = {
             (SLACK, XOXB),
             (SLACK, XOXS),
         ),
+        pos("slack-at-end-of-stream", f"token={XOXP}", "token=<SLACK_TOKEN>", (SLACK, XOXP)),
     ],
     JWT: [
         pos(
@@ -554,6 +569,10 @@ POSITIVES: dict[str, list[Any]] = {
             "Unsigned <JWT> must be rejected.",
             (JWT, TOKEN_NONE),
         ),
+        pos("jwt-at-end-of-stream", f"Bearer {TOKEN}", "Bearer <JWT>", (JWT, TOKEN)),
+        pos("jwt-unsigned-at-end-of-stream", f"Bearer {TOKEN_NONE}", "Bearer <JWT>", (JWT, TOKEN_NONE)),
+        # Two dots at most: a third ends the token.
+        pos("jwt-then-ellipsis", f"See {TOKEN}...", "See <JWT>...", (JWT, TOKEN)),
     ],
     API: [
         pos(
@@ -745,7 +764,8 @@ NEAR_MISSES: dict[str, list[Any]] = {
     ],
     GITHUB: [
         miss("github-placeholder", "Set GITHUB_TOKEN to ghp_yourtokenhere."),
-        miss("github-35-characters", "Token " + GHP[:-1] + " is truncated."),
+        # Lower-case placeholders: a real token's random characters hold a capital or a digit.
+        miss("github-placeholder-xs", "Replace ghp_xxxxxxxxxxxxxxxxxxxx and github_pat_your_token_here."),
         miss("github-unknown-type", "Token ghx_" + GHP[4:] + " is unknown."),
         miss("github-inside-a-word", "Token x" + GHP + " is embedded."),
         miss("github-pat-too-short", "github_pat_abc123 is truncated."),
@@ -753,6 +773,7 @@ NEAR_MISSES: dict[str, list[Any]] = {
     SLACK: [
         miss("slack-prefix-alone", "Bot tokens start with xoxb; see the docs."),
         miss("slack-too-short", "xoxb-123 is truncated."),
+        miss("slack-nine-characters", "xoxb-123456789 is one short of a token."),
         miss("slack-unknown-type", "xoxz-1234567890-abcdef is not a type."),
         miss("slack-inside-a-word", "fooxoxb-1234567890-abcdef is one word."),
         miss("slack-docs-ellipsis", "Tokens look like xoxb-... in the docs."),
@@ -925,8 +946,9 @@ async def _chars(text: str) -> AsyncIterator[str]:
 def _found(outcome: Outcome, text: str) -> frozenset[tuple[str, str]]:
     """``(label, source text)`` per finding, touching findings of one label merged.
 
-    A private-key region is reported piece by piece as a stream arrives (each piece the
-    moment it is seen), so merging is what makes a stream comparable with a whole text.
+    A region (a private key, a token) is reported piece by piece as a stream arrives (each
+    piece the moment it is seen), so merging is what makes a stream comparable with a whole
+    text.
     """
     spans: dict[str, list[list[int]]] = {}
     for f in sorted(outcome.findings, key=lambda f: (f.label, f.start, f.end)):
@@ -998,8 +1020,10 @@ def test_every_label_has_its_cases() -> None:
 
 @pytest.mark.parametrize("spec", builtin_specs(), ids=lambda s: s.label)
 def test_builtin_pattern_starts_with_a_lookbehind(spec: PatternSpec | RegionSpec) -> None:
-    if isinstance(spec, RegionSpec):
+    if isinstance(spec, RegionSpec) and spec.end is not None:
         assert spec.begin.startswith("-----BEGIN ")
+    elif isinstance(spec, RegionSpec):
+        assert spec.begin.startswith("(?<"), "a token must never begin inside a word"
     else:
         assert spec.pattern.startswith("(?<"), "a match must never begin inside a token"
 
@@ -1077,3 +1101,96 @@ async def test_streamed_private_key_is_one_finding() -> None:
     streamed = await GUARD.run(_chars(text))
     assert streamed.released == GUARD.check(text).released == "Key:\n<PRIVATE_KEY>\nok"
     assert len(streamed.findings) == 1
+
+
+# --------------------------------------------------------------------------- token regions
+
+# GitHub, Slack and JWT tokens are findings from their first character as soon as their
+# prefix is unambiguous, and grow as they arrive: one redaction and one finding however
+# the stream is cut, and a stall after the prefix shows none of the token.
+TOKENS = [(GITHUB, GHP), (GITHUB, PAT), (SLACK, XOXB), (JWT, TOKEN), (JWT, TOKEN_NONE)]
+# Where each prefix is complete (the end of the token's ``begin`` match).
+PREFIX = {GHP: 12, PAT: 19, XOXB: 15, TOKEN: len(_JWT_HEADER) + 4, TOKEN_NONE: 23}
+
+
+@pytest.mark.parametrize("chunking", sorted(CHUNKINGS))
+@pytest.mark.parametrize(("label", "token"), TOKENS, ids=lambda v: v if v in BUILTIN_LABELS else v[:6])
+@pytest.mark.parametrize("tail", ["", " and more.\n"], ids=["at-end", "then-text"])
+async def test_token_is_one_redaction_however_chunked(label: str, token: str, chunking: str, tail: str) -> None:
+    text = f"Use {token}{tail}"
+    outcome = await released_for(GUARD, text, CHUNKINGS[chunking])
+    assert outcome.kind == "completed"
+    assert outcome.released == f"Use <{label}>{tail}" == GUARD.check(text).released
+    assert [(f.label, text[f.start : f.end]) for f in outcome.findings] == [(label, token)]
+
+
+@pytest.mark.parametrize(("label", "token"), TOKENS, ids=lambda v: v if v in BUILTIN_LABELS else v[:6])
+def test_token_grows_with_every_character(label: str, token: str) -> None:
+    """Each token character after the prefix is part of a finding the moment it arrives."""
+    session = PatternDetector("patterns", builtin_specs([label])).open()
+    text = f"Use {token}"
+    covered: set[int] = set()
+    for end in range(1, len(text) + 1):
+        scan = session.scan(text[:end], 0, False)
+        for f in scan.findings:
+            assert f.label == label
+            covered.update(range(f.start, f.end))
+        if end >= 4 + PREFIX[token]:
+            assert covered == set(range(4, end)), text[:end]
+            assert scan.settled == end  # nothing held: the finding is the token so far
+        else:
+            assert not covered, text[:end]
+
+
+def _budget_guard(max_hold_ms: float) -> Guard:
+    return Guard.from_dict(
+        {
+            "budget": {"max_hold_ms": max_hold_ms, "max_hold_chars": None, "on_budget": "release"},
+            "detectors": [{"type": "patterns"}],
+        }
+    )
+
+
+@pytest.mark.parametrize(("label", "token"), TOKENS, ids=lambda v: v if v in BUILTIN_LABELS else v[:6])
+def test_stall_after_the_prefix_shows_nothing_of_the_token(label: str, token: str) -> None:
+    """A 50 ms budget; the prefix arrives within it, then the source stalls for 2 s."""
+    window = _budget_guard(50).window()
+    cut = 4 + PREFIX[token] + 2
+    text = f"Use {token} now."
+    events = []
+    for i, chunk in enumerate(split(text[:cut], [3])):
+        events += window.feed(chunk, 2.0 * i)
+    events += window.tick(2000.0)
+    before_rest = "".join(e.text for e in events if isinstance(e, Released))
+    assert before_rest == f"Use <{label}>"
+    for i, chunk in enumerate(split(text[cut:], [3])):
+        events += window.feed(chunk, 2000.0 + 10.0 * i)
+        events += window.tick(2000.0 + 10.0 * i + 60.0)
+    events += window.finish(3000.0)
+    assert "".join(e.text for e in events if isinstance(e, Released)) == f"Use <{label}> now."
+    assert not [e for e in events if isinstance(e, Retracted)]
+
+
+async def test_stall_after_the_prefix_in_real_time() -> None:
+    async def source() -> AsyncIterator[str]:
+        yield "Token: "
+        yield GHP[:14]
+        await asyncio.sleep(0.3)  # six times the budget
+        for i in range(14, len(GHP), 4):
+            yield GHP[i : i + 4]
+        yield " ok"
+
+    events = []
+    async with _budget_guard(50).stream(source()) as stream:
+        async for event in stream:
+            events.append(event)
+    assert stream.outcome.released == "Token: <GITHUB_TOKEN> ok"
+    assert not [e for e in events if isinstance(e, Retracted)]
+    assert len(stream.outcome.findings) == 1
+
+
+def test_a_stall_before_the_prefix_is_complete_releases_it() -> None:
+    """The price of a prefix: until it is complete, the budget may show what has come."""
+    window = _budget_guard(50).window()
+    events = window.feed("Use " + GHP[:8], 0.0) + window.tick(100.0)
+    assert "".join(e.text for e in events if isinstance(e, Released)) == "Use " + GHP[:8]
