@@ -13,19 +13,16 @@ numbers are reported. The plain ``pytest`` run never collects this directory
 from __future__ import annotations
 
 import math
-import os
-import platform
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmarks.corpus import Answer, chunk_text, make_corpus
 from guardstream import Guard
-from guardstream.bench.sweep import code_state
+from guardstream.bench.sweep import code_state, machine
 from guardstream.detectors import BUILTIN_LABELS
 from guardstream.replay import weighted_quantile as _weighted_quantile
 
@@ -178,18 +175,6 @@ def weighted_quantile(pairs: Iterable[tuple[float, int]], q: float) -> float:
 # --------------------------------------------------------------------------- summary
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()} ({platform.python_implementation()})"
-
-
 TARGET_CHUNKS_PER_S = 50_000
 
 
@@ -263,7 +248,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     tr = terminalreporter
     tr.write_sep("=", "guardstream benchmark summary")
-    tr.write_line(_machine())
+    tr.write_line(machine())
     tr.write_line(code_state())
     if results.throughput:
         tr.write_line("")

@@ -208,8 +208,24 @@ def _policy_label(name: str) -> str:
     return Path(name).stem if name.endswith((".yaml", ".yml")) else name
 
 
+def _bench_inputs(args: argparse.Namespace) -> tuple[Guard, list[Any], str, Any] | int:
+    """The guard and streams for sweep and calibrate, or the exit code of a clear error."""
+    from .bench.corpus import CorpusError
+
+    try:
+        guard = Guard.load(args.policy)
+        streams, source, pacing = _bench_streams(args)
+    except (PolicyError, CorpusError, OSError, ValueError) as exc:
+        print(f"guardstream: {exc}", file=sys.stderr)
+        return 2
+    if not 0 <= args.target_leak < 1:
+        print("guardstream: --target-leak must be in [0, 1)", file=sys.stderr)
+        return 2
+    return guard, streams, source, pacing
+
+
 def _bench(args: argparse.Namespace) -> int:
-    from .bench.corpus import CorpusError, make_streams, write_jsonl
+    from .bench.corpus import make_streams, write_jsonl
 
     if args.bench_command == "corpus":
         if args.streams < 1:
@@ -225,15 +241,10 @@ def _bench(args: argparse.Namespace) -> int:
 
     from .bench.sweep import corpus_summary, run_sweep, sweep_to_markdown
 
-    try:
-        guard = Guard.load(args.policy)
-        streams, source, pacing = _bench_streams(args)
-    except (PolicyError, CorpusError, OSError, ValueError) as exc:
-        print(f"guardstream: {exc}", file=sys.stderr)
-        return 2
-    if not 0 <= args.target_leak < 1:
-        print("guardstream: --target-leak must be in [0, 1)", file=sys.stderr)
-        return 2
+    loaded = _bench_inputs(args)
+    if isinstance(loaded, int):
+        return loaded
+    guard, streams, source, pacing = loaded
     name = _policy_label(args.policy)
     plot = args.out_dir is not None and not args.no_plot
     if plot and importlib.util.find_spec("matplotlib") is None:
@@ -274,17 +285,11 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from .bench.calibrate import calibrate, format_calibration
-    from .bench.corpus import CorpusError
 
-    try:
-        guard = Guard.load(args.policy)
-        streams, source, _ = _bench_streams(args)
-    except (PolicyError, CorpusError, OSError, ValueError) as exc:
-        print(f"guardstream: {exc}", file=sys.stderr)
-        return 2
-    if not 0 <= args.target_leak < 1:
-        print("guardstream: --target-leak must be in [0, 1)", file=sys.stderr)
-        return 2
+    loaded = _bench_inputs(args)
+    if isinstance(loaded, int):
+        return loaded
+    guard, streams, source, _ = loaded
     if args.confidence is not None and not 0 < args.confidence < 1:
         print("guardstream: --confidence must be in (0, 1)", file=sys.stderr)
         return 2
