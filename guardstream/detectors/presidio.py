@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import threading
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ import regex
 
 from .._errors import DetectorError, DetectorUnavailable
 from ..findings import Finding, Scan, Span
+from ._batching import LoopBatchers
 from .base import AnalysisRequest
 
 __all__ = ["NER_ENTITIES", "PresidioDetector", "RawEntity"]
@@ -234,50 +234,6 @@ def _engine(model: str) -> _Engine:
         return engine
 
 
-class _Batcher:
-    """Gathers analysis requests from all streams on one loop into batched model calls."""
-
-    def __init__(self, detector: PresidioDetector, max_batch: int, max_wait_s: float) -> None:
-        self._detector = detector
-        self._max_batch = max_batch
-        self._max_wait_s = max_wait_s
-        self._queue: list[tuple[str, asyncio.Future[Any]]] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def submit(self, text: str) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((text, future))
-        self._wake.set()
-        if self._task is None or self._task.done():
-            # Owned here, for the loop's life: one worker serialises the model calls.
-            self._task = loop.create_task(self._work(), name=f"guardstream-{self._detector.name}-batcher")
-        return future
-
-    async def _work(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if len(self._queue) < self._max_batch and self._max_wait_s > 0:
-                await asyncio.sleep(self._max_wait_s)
-            while self._queue:
-                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-                live = [(text, fut) for text, fut in batch if not fut.done()]
-                if not live:
-                    continue
-                try:
-                    results = await asyncio.to_thread(self._detector.analyze, [text for text, _ in live])
-                except Exception as exc:
-                    for _, fut in live:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                else:
-                    for (_, fut), result in zip(live, results, strict=True):
-                        if not fut.done():
-                            fut.set_result(result)
-
-
 # --------------------------------------------------------------------------- detector
 
 
@@ -307,9 +263,7 @@ class PresidioDetector:
         self.right_context_words = right_context_words
         self.context_chars = context_chars
         self.model = model
-        self._max_batch = max_batch
-        self._max_wait_s = max_wait_ms / 1000
-        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = weakref.WeakKeyDictionary()
+        self._batchers = LoopBatchers(name, lambda texts: self.analyze(texts), max_batch, max_wait_ms)
 
     def warmup(self) -> None:
         """Load the model now rather than on the first stream that needs it."""
@@ -337,11 +291,7 @@ class PresidioDetector:
         ]
 
     def submit(self, request: AnalysisRequest) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        batcher = self._batchers.get(loop)
-        if batcher is None:
-            batcher = self._batchers[loop] = _Batcher(self, self._max_batch, self._max_wait_s)
-        return batcher.submit(request.text)
+        return self._batchers.submit(request.text)
 
 
 class _NerSession:
