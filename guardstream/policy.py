@@ -14,7 +14,17 @@ from typing import Annotated, Any, Literal, TypeAlias
 
 import regex
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ._errors import PolicyError
 from .detectors.patterns import BUILTIN_LABELS
@@ -24,7 +34,11 @@ __all__ = [
     "ActionSpec",
     "Budget",
     "CustomPattern",
+    "DosageDetectorConfig",
+    "OnnxDetectorConfig",
     "PatternsDetectorConfig",
+    "SemanticCategory",
+    "SemanticDetectorConfig",
     "PresidioDetectorConfig",
     "Policy",
     "available_presets",
@@ -173,7 +187,202 @@ class PresidioDetectorConfig(_Strict):
         return list(self.entities)
 
 
-DetectorConfig: TypeAlias = Annotated[PatternsDetectorConfig | PresidioDetectorConfig, Field(discriminator="type")]
+def _base_dir(info: ValidationInfo) -> Path | None:
+    """The folder of the policy file being validated (relative paths start there)."""
+    context = info.context if isinstance(info.context, dict) else {}
+    base = context.get("base_dir")
+    return Path(base) if base is not None else None
+
+
+def _file_in(value: str, info: ValidationInfo, what: str) -> str:
+    """``value`` resolved against the policy's folder; an error when no such file exists."""
+    from .detectors.onnx import resolve_path
+
+    path = resolve_path(value, _base_dir(info))
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist")
+    return str(path)
+
+
+class DosageDetectorConfig(_Strict):
+    """``type: dosage``: dosing statements (drug + amount), all of them or only those above the maximum."""
+
+    type: Literal["dosage"]
+    name: str = "dosage"
+    mode: Literal["all", "over_max"] = "all"
+    table: str | None = None
+    action: Action | None = None
+    actions: dict[str, Action] = {}
+
+    @field_validator("table")
+    @classmethod
+    def _check_table(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        path = _file_in(value, info, "dose table")
+        from .detectors.dosage import DoseTable
+
+        DoseTable.load(path)  # a ValueError names the row and column
+        return path
+
+    def label_names(self) -> list[str]:
+        return ["DOSAGE", "DOSAGE_OVER_MAX"] if self.mode == "all" else ["DOSAGE_OVER_MAX"]
+
+
+class _UnitModelConfig(_Strict):
+    unit: Literal["sentence", "window"] = "sentence"
+    window_chars: int = Field(default=256, ge=16, le=100_000)
+    max_unit_chars: int = Field(default=400, ge=16, le=100_000)
+    max_tokens: int = Field(default=256, ge=8, le=8192)
+    threads: int = Field(default=1, ge=1, le=256)
+    max_batch: int = Field(default=32, ge=1, le=4096)
+    max_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    action: Action | None = None
+    actions: dict[str, Action] = {}
+
+
+class OnnxDetectorConfig(_UnitModelConfig):
+    """``type: onnx``: a sequence-classification model judging each sentence (or window)."""
+
+    type: Literal["onnx"]
+    name: str = "classifier"
+    model: str
+    tokenizer: str
+    labels: list[Annotated[str, Field(pattern=_LABEL)]] = Field(min_length=1)
+    thresholds: dict[str, float] = Field(min_length=1)
+    activation: Literal["softmax", "sigmoid"] = "softmax"
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str, info: ValidationInfo) -> str:
+        return _file_in(value, info, "model file")
+
+    @field_validator("tokenizer")
+    @classmethod
+    def _check_tokenizer(cls, value: str, info: ValidationInfo) -> str:
+        return _file_in(value, info, "tokenizer file")
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> OnnxDetectorConfig:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels: a label is listed twice")
+        for label, value in self.thresholds.items():
+            if label not in self.labels:
+                raise ValueError(f"thresholds: {label!r} is not one of the labels {self.labels}")
+            if not 0 <= value <= 1:
+                raise ValueError(f"thresholds: {label}: {value} is not between 0 and 1")
+        return self
+
+    def label_names(self) -> list[str]:
+        return list(self.thresholds)
+
+
+class SemanticCategory(_Strict):
+    """A category defined by example sentences (and counter-examples it must leave alone)."""
+
+    label: str = Field(pattern=_LABEL)
+    description: str = ""
+    threshold: float = Field(ge=0, le=1)
+    examples: list[str] = Field(min_length=1)
+    counter_examples: list[str] = []
+
+
+class _Pack(_Strict):
+    version: Literal[1] = 1
+    description: str = ""
+    categories: list[SemanticCategory] = Field(min_length=1)
+
+
+def load_pack(name_or_path: str, base_dir: Path | None = None) -> list[SemanticCategory]:
+    """A category pack: ``default`` (shipped) or a YAML file; errors name the file and key."""
+    from .detectors.onnx import resolve_path
+
+    if name_or_path == "default":
+        source = "guardstream/detectors/data/semantic_default.yaml"
+        text = resources.files("guardstream.detectors.data").joinpath("semantic_default.yaml").read_text("utf-8")
+    else:
+        path = resolve_path(name_or_path, base_dir)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read category pack {source!r}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"category pack {source!r} is not valid YAML: {exc}") from None
+    try:
+        return list(_Pack.model_validate(data).categories)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ValueError(
+            f"category pack {source!r}: {_key_path(tuple(err['loc']), data) or '(top)'}: {_problem(err)}"
+        ) from None
+
+
+class SemanticDetectorConfig(_UnitModelConfig):
+    """``type: semantic``: categories by example sentences, scored with a sentence encoder."""
+
+    type: Literal["semantic"]
+    name: str = "semantic"
+    pack: str | None = "default"
+    categories: list[SemanticCategory] = []
+    labels: list[str] | Literal["all"] = "all"
+    thresholds: dict[str, float] = {}
+    encoder: str = "all-minilm-l6-v2-int8"
+    _encoder_dir: str = PrivateAttr(default="")
+    _resolved: tuple[SemanticCategory, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> SemanticDetectorConfig:
+        from .detectors.semantic import find_encoder
+
+        base_dir = _base_dir(info)
+        try:
+            encoder = str(find_encoder(self.encoder, base_dir))
+        except FileNotFoundError as exc:
+            raise ValueError(f"encoder: {exc}") from None
+        pack = load_pack(self.pack, base_dir) if self.pack is not None else []
+        merged: dict[str, SemanticCategory] = {c.label: c for c in pack}
+        for cat in self.categories:
+            merged[cat.label] = cat
+        if not merged:
+            raise ValueError("no categories: give a pack or categories")
+        if self.labels != "all":
+            for label in self.labels:
+                if label not in merged:
+                    raise ValueError(f"labels: {label!r} is not a category; categories: {', '.join(merged)}")
+            merged = {k: v for k, v in merged.items() if k in self.labels}
+        for label, value in self.thresholds.items():
+            if label not in merged:
+                raise ValueError(f"thresholds: {label!r} is not a category; categories: {', '.join(merged)}")
+            if not 0 <= value <= 1:
+                raise ValueError(f"thresholds: {label}: {value} is not between 0 and 1")
+            merged[label] = merged[label].model_copy(update={"threshold": value})
+        self._encoder_dir = encoder
+        self._resolved = tuple(merged.values())
+        return self
+
+    def label_names(self) -> list[str]:
+        return [c.label for c in self.resolved_categories()]
+
+    def resolved_categories(self) -> tuple[SemanticCategory, ...]:
+        """The categories in force: the pack's, then inline ones, filtered, thresholds applied."""
+        return self._resolved
+
+    def encoder_dir(self) -> Path:
+        """The folder holding the encoder's ``model.onnx`` and ``tokenizer.json``."""
+        return Path(self._encoder_dir)
+
+
+DetectorConfig: TypeAlias = Annotated[
+    PatternsDetectorConfig
+    | PresidioDetectorConfig
+    | DosageDetectorConfig
+    | OnnxDetectorConfig
+    | SemanticDetectorConfig,
+    Field(discriminator="type"),
+]
 
 
 class Policy(_Strict):
@@ -244,18 +453,23 @@ def _problem(err: Any) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
-        return f"unknown detector type {err.get('ctx', {}).get('tag')!r}; expected one of: patterns, presidio"
+        tag = err.get("ctx", {}).get("tag")
+        return f"unknown detector type {tag!r}; expected one of: patterns, presidio, dosage, onnx, semantic"
     if kind == "union_tag_not_found":
-        return "every detector needs a 'type' (expected one of: patterns, presidio)"
+        return "every detector needs a 'type' (expected one of: patterns, presidio, dosage, onnx, semantic)"
     return str(err["msg"])
 
 
-def policy_from_dict(data: Any, source: str = "<policy>") -> Policy:
-    """Validate ``data`` (parsed YAML) into a :class:`Policy`; errors name ``source``."""
+def policy_from_dict(data: Any, source: str = "<policy>", base_dir: str | Path | None = None) -> Policy:
+    """Validate ``data`` (parsed YAML) into a :class:`Policy`; errors name ``source``.
+
+    Relative file paths in the policy (models, tables, packs) are taken from ``base_dir``,
+    the policy file's folder when loaded from a file, else the working directory.
+    """
     if not isinstance(data, dict):
         raise PolicyError(source, [("", f"a policy must be a mapping of keys, not {type(data).__name__}")])
     try:
-        return Policy.model_validate(data)
+        return Policy.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         errors = []
         for err in exc.errors():
@@ -273,7 +487,7 @@ def load_policy(name_or_path: str | Path) -> Policy:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise PolicyError(text_name, [("", f"cannot read policy file: {exc.strerror or exc}")]) from None
-        return _parse(text, text_name)
+        return _parse(text, text_name, path.resolve().parent)
     presets = available_presets()
     if text_name not in presets:
         raise PolicyError(
@@ -284,7 +498,7 @@ def load_policy(name_or_path: str | Path) -> Policy:
     return _parse(text, f"preset:{text_name}")
 
 
-def _parse(text: str, source: str) -> Policy:
+def _parse(text: str, source: str, base_dir: Path | None = None) -> Policy:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -292,7 +506,7 @@ def _parse(text: str, source: str) -> Policy:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise PolicyError(source, [("", f"invalid YAML{where}: {problem}")]) from None
-    return policy_from_dict(data, source)
+    return policy_from_dict(data, source, base_dir)
 
 
 def available_presets() -> list[str]:

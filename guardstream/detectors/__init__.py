@@ -20,7 +20,56 @@ __all__ = [
 
 def build_detector(config: object) -> Detector:
     """The detector a validated policy entry describes."""
-    from ..policy import PatternsDetectorConfig, PresidioDetectorConfig
+    from ..policy import (
+        DosageDetectorConfig,
+        OnnxDetectorConfig,
+        PatternsDetectorConfig,
+        PresidioDetectorConfig,
+        SemanticDetectorConfig,
+    )
+
+    if isinstance(config, DosageDetectorConfig):
+        from .dosage import DosageDetector, DoseTable
+
+        table = DoseTable.load(config.table) if config.table is not None else None
+        return DosageDetector(config.name, config.mode, table)
+
+    if isinstance(config, OnnxDetectorConfig | SemanticDetectorConfig):
+        from pathlib import Path
+
+        from .onnx import OnnxClassifier, UnitSplitter
+
+        splitter = UnitSplitter(config.unit, config.window_chars, config.max_unit_chars)
+        if isinstance(config, OnnxDetectorConfig):
+            return OnnxClassifier(
+                config.name,
+                Path(config.model),
+                Path(config.tokenizer),
+                config.labels,
+                config.thresholds,
+                activation=config.activation,
+                splitter=splitter,
+                threads=config.threads,
+                max_tokens=config.max_tokens,
+                max_batch=config.max_batch,
+                max_wait_ms=config.max_wait_ms,
+            )
+        from .semantic import Category, SemanticDetector
+
+        categories = [
+            Category(c.label, c.threshold, tuple(c.examples), tuple(c.counter_examples), c.description)
+            for c in config.resolved_categories()
+        ]
+        return SemanticDetector(
+            config.name,
+            categories,
+            config.encoder_dir(),
+            splitter=splitter,
+            threads=config.threads,
+            max_tokens=config.max_tokens,
+            max_batch=config.max_batch,
+            max_wait_ms=config.max_wait_ms,
+        )
 
     if isinstance(config, PresidioDetectorConfig):
         from .presidio import PresidioDetector
