@@ -330,6 +330,8 @@ class SemanticDetectorConfig(_UnitModelConfig):
     labels: list[str] | Literal["all"] = "all"
     thresholds: dict[str, float] = {}
     encoder: str = "all-minilm-l6-v2-int8"
+    top_k: int = Field(default=3, ge=1, le=100)
+    min_words: int = Field(default=3, ge=1, le=1000)
     _encoder_dir: str = PrivateAttr(default="")
     _resolved: tuple[SemanticCategory, ...] = PrivateAttr(default=())
 

@@ -41,7 +41,8 @@ def test_unknown_keys_labels_and_types_are_all_reported(tmp_path: Path) -> None:
     assert errors_of(path) == [
         f"{path}: detectors[0].labels: unknown built-in label 'EMAIL'; did you mean 'EMAIL_ADDRESS'?",
         f"{path}: detectors[0].colour: unknown key",
-        f"{path}: detectors[1]: unknown detector type 'nerd'; expected one of: patterns, presidio, dosage, onnx, semantic",
+        f"{path}: detectors[1]: unknown detector type 'nerd'; "
+        "expected one of: patterns, presidio, dosage, onnx, semantic",
     ]
 
 

@@ -65,6 +65,8 @@ def build_detector(config: object) -> Detector:
             categories,
             config.encoder_dir(),
             splitter=splitter,
+            top_k=config.top_k,
+            min_words=config.min_words,
             threads=config.threads,
             max_tokens=config.max_tokens,
             max_batch=config.max_batch,

@@ -2,10 +2,25 @@
 
 A category is defined by example sentences (what it looks like) and counter-examples
 (near misses it must leave alone). Each complete unit of the answer (a sentence, by
-default) is embedded by all-MiniLM-L6-v2, an int8 ONNX export shipped in ``models/``; its
-score for a category is the highest cosine similarity to one of the category's examples.
-A unit is found when the score reaches the category's threshold and beats its highest
-similarity to a counter-example.
+default) is embedded by all-MiniLM-L6-v2, an int8 ONNX export shipped in ``models/``. Its
+score for a category is the mean cosine similarity to the category's ``top_k`` (3)
+closest examples. A unit gets at most one category, the one it scores highest on, and
+only when that score reaches the category's threshold and the unit's closest example of
+that category is closer than every counter-example (of any category: counter-examples are
+all acceptable text).
+
+Why this rule: on the project's labelled sentences (``benchmarks/semantic_set``), with
+thresholds chosen on the calibration half and measured on the held-out half, the single
+closest example alone gave 0.71 precision / 0.68 recall; the mean of the top three with
+a counter-example gate 0.83 / 0.73; adding the nearest-category rule 0.87 / 0.78 but one
+benign sentence in 110 flagged; comparing the closest example with the closest
+counter-example of every category 0.87 / 0.79, with no benign held-out sentence flagged
+and 1 of 1,804 sentences of ordinary answers. One close example is often a coincidence of
+wording, three rarely are, and a sentence near two categories belongs to the nearer one.
+
+Units of fewer than ``min_words`` (3) words are not judged: "Great question." scored 0.31
+for HARASSMENT, above its threshold; two words carry too little meaning for a sentence
+encoder to place.
 
 Settling is the classifier's (see :mod:`guardstream.detectors.onnx`): a unit is held until
 it is complete and scored. Example embeddings are computed once, on first use.
@@ -20,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import regex
+
 from .._errors import DetectorError
 from .onnx import OnnxModel, UnitDetector, UnitSplitter, load_model
 
@@ -30,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_ENCODER", "Category", "SemanticDetector", "encoder_dirs", "find_encoder"]
 
 DEFAULT_ENCODER = "all-minilm-l6-v2-int8"
+_WORDS = regex.compile(r"[\p{L}\p{N}]+(?:['’][\p{L}]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +96,8 @@ class SemanticDetector(UnitDetector):
         encoder_dir: Path,
         *,
         splitter: UnitSplitter | None = None,
+        top_k: int = 3,
+        min_words: int = 3,
         threads: int = 1,
         max_tokens: int = 256,
         max_batch: int = 32,
@@ -86,6 +106,10 @@ class SemanticDetector(UnitDetector):
         super().__init__(name, splitter or UnitSplitter(), max_batch=max_batch, max_wait_ms=max_wait_ms)
         if not categories:
             raise ValueError("a semantic detector needs at least one category")
+        if top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        self.top_k = top_k
+        self.min_words = min_words
         self.categories = tuple(categories)
         self.labels = tuple(c.label for c in self.categories)
         self.encoder_dir = encoder_dir
@@ -106,8 +130,14 @@ class SemanticDetector(UnitDetector):
             raise DetectorError(self.name, str(exc)) from None
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """L2-normalised sentence embeddings, one row per text."""
-        return self._encoder().run(texts)
+        """L2-normalised sentence embeddings, one row per text.
+
+        One text per model run: the int8 model quantises activations per run, so a
+        sentence batched with others comes out slightly different (cosine >= 0.986), and
+        a verdict must not depend on which other streams shared the batch. On this CPU
+        sixteen runs of one cost about what one run of sixteen does (padding included).
+        """
+        return self._encoder().run(texts, sub_batch=1)
 
     def _examples(self) -> tuple[Any, Any, Any, Any]:
         """Example and counter-example embeddings with, per row, the category index."""
@@ -129,37 +159,48 @@ class SemanticDetector(UnitDetector):
                 self._bank = (examples, np.array(owner), counters, np.array(counter_owner, dtype=np.int64))
             return self._bank
 
-    def similarities(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Per text and category: the best similarity to an example, and to a counter-example.
-
-        A category with no counter-examples has -1 in the second array.
+    def similarities(
+        self, texts: Sequence[str]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Per text: the score for each category (mean similarity to its ``top_k``
+        closest examples), the similarity to each category's closest example, and the
+        similarity to the closest counter-example of any category (-1 when none).
         """
         import numpy as np
 
-        examples, owner, counters, counter_owner = self._examples()
+        examples, owner, counters, _ = self._examples()
         emb = self.embed(texts)
         n = len(self.categories)
-        best = np.full((len(texts), n), -1.0, dtype=np.float32)
-        best_counter = np.full((len(texts), n), -1.0, dtype=np.float32)
+        score = np.full((len(texts), n), -1.0, dtype=np.float32)
+        nearest = np.full((len(texts), n), -1.0, dtype=np.float32)
         sims = emb @ examples.T
         for i in range(n):
-            best[:, i] = sims[:, owner == i].max(axis=1)
+            own = np.sort(sims[:, owner == i], axis=1)
+            k = min(self.top_k, own.shape[1])
+            score[:, i] = own[:, -k:].mean(axis=1)
+            nearest[:, i] = own[:, -1]
+        counter = np.full(len(texts), -1.0, dtype=np.float32)
         if len(counters):
-            csims = emb @ counters.T
-            for i in range(n):
-                cols = counter_owner == i
-                if cols.any():
-                    best_counter[:, i] = csims[:, cols].max(axis=1)
-        return best, best_counter
+            counter = (emb @ counters.T).max(axis=1).astype(np.float32)
+        return score, nearest, counter
+
+    def judges(self, text: str) -> bool:
+        """Whether a unit is long enough to be judged (``min_words`` words)."""
+        return len(_WORDS.findall(text)) >= self.min_words
+
+    def verdicts(self, texts: Sequence[str]) -> list[tuple[str, float] | None]:
+        """Per text: the category it is found to be (with its score), or None."""
+        judged = [i for i, text in enumerate(texts) if self.judges(text)]
+        out: list[tuple[str, float] | None] = [None] * len(texts)
+        if not judged:
+            return out
+        score, nearest, counter = self.similarities([texts[i] for i in judged])
+        for k, row, near, closest_counter in zip(judged, score, nearest, counter, strict=True):
+            i = int(row.argmax())
+            cat = self.categories[i]
+            if float(row[i]) >= cat.threshold and float(near[i]) > float(closest_counter):
+                out[k] = (cat.label, float(row[i]))
+        return out
 
     def judge(self, units: list[str]) -> list[list[tuple[str, float]]]:
-        best, best_counter = self.similarities(units)
-        out: list[list[tuple[str, float]]] = []
-        for row, crow in zip(best, best_counter, strict=True):
-            found = []
-            for i, cat in enumerate(self.categories):
-                score = float(row[i])
-                if score >= cat.threshold and score > float(crow[i]):
-                    found.append((cat.label, score))
-            out.append(found)
-        return out
+        return [[] if v is None else [v] for v in self.verdicts(units)]
