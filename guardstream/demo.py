@@ -25,6 +25,12 @@ SAMPLES: tuple[tuple[str, str], ...] = (
         "api_key=sk_live_7fA9cQ2xLmN4pR8t in your config and never share it. Questions? Reply any time.",
     ),
     (
+        "an answer that gives a dose above the label's maximum",
+        "For a tension headache, adults can take 500 to 1,000 mg of acetaminophen every 6 hours, "
+        "up to 4 times a day. If the pain is still bad, you could take 2,000 mg of acetaminophen "
+        "every 4 hours until it stops. Rest in a dark room and drink plenty of water.",
+    ),
+    (
         "an answer that starts to leak a private key",
         "Here is the deploy config you asked for:\n-----BEGIN RSA PRIVATE KEY-----\n"
         "MIIEowIBAAKCAQEA7yN3kQ9f2sLx8Vb1m0RZtKp4\nqW3eYc5uH2jN8aT0vB6xLrD9gF1sK7mP3oQ2wE5y\n"
@@ -107,12 +113,12 @@ async def _one(guard: Guard, title: str, text: str, out: TextIO, style: _Style, 
 
 
 def default_policy() -> str:
-    """``pii`` when the NER extra is installed, else ``patterns``."""
+    """``default`` when the NER extra is installed, else ``patterns``."""
     try:
-        Guard.load("pii")
+        Guard.load("default")
     except DetectorError:
         return "patterns"
-    return "pii"
+    return "default"
 
 
 async def run_demo(out: TextIO, *, policy: str | None = None, color: bool = False, per_token_ms: float = 25.0) -> None:
@@ -129,5 +135,8 @@ async def run_demo(out: TextIO, *, policy: str | None = None, color: bool = Fals
             warmup()  # load the model before the clock starts
     title, text = SAMPLES[0]
     await _one(guard, title, text, out, style, per_token_ms)
-    title, text = SAMPLES[1]
+    if guard.policy.name == "default":
+        title, text = SAMPLES[1]
+        await _one(guard, title, text, out, style, per_token_ms)
+    title, text = SAMPLES[2]
     await _one(Guard.from_dict(_BLOCK_SECRETS, "demo"), title, text, out, style, per_token_ms)

@@ -154,11 +154,14 @@ async def test_demo_shows_redactions_a_block_and_summaries() -> None:
     await run_demo(out, per_token_ms=0.5)
     text = out.getvalue()
     assert "<EMAIL_ADDRESS>" in text and "<CREDIT_CARD>" in text and "<API_KEY>" in text
-    assert "policy: pii" in text and "Sure, <PERSON>!" in text and "James Whitfield" not in text
+    assert "policy: default" in text and "Sure, <PERSON>!" in text and "James Whitfield" not in text
     assert "maria.lopez@example.org" not in text and "4111 1111 1111 1111" not in text
     assert "[blocked: the answer contained a private key]" in text
     assert "MIIEowIBAAKCAQEA" not in text
-    assert text.count("outcome: completed") == 1 and text.count("outcome: blocked") == 1
+    # The dose within the label's maximum is shown; the one above it blocks the answer.
+    assert "500 to 1,000 mg of acetaminophen every 6 hours" in text
+    assert "it gave a dose above the labelled adult maximum" in text and "2,000 mg" not in text
+    assert text.count("outcome: completed") == 1 and text.count("outcome: blocked") == 2
     # Near misses in the sample stay as written.
     assert "$1,249.99" in text and "2024-11-24" in text and "version 2.4.1" in text
 
