@@ -7,13 +7,16 @@ tables would fail here first.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import io
 import json
+import re
 from collections.abc import Sequence
 from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,10 +34,13 @@ from guardstream.bench.corpus import (
     read_jsonl,
     write_jsonl,
 )
+from guardstream.bench.latency import LatencyModel, ModelClock
 from guardstream.bench.strategies import Checker, ChunkAndCheck, FixedWindow, SentenceBuffer, Settled, Strategy
-from guardstream.bench.sweep import corpus_summary, leak_upper_bound, run_sweep, sweep_to_markdown
+from guardstream.bench.sweep import corpus_summary, label_by_model, leak_upper_bound, run_sweep, sweep_to_markdown
 from guardstream.cli import main
 from guardstream.detectors import BUILTIN_LABELS
+from guardstream.detectors.base import AnalysisRequest
+from guardstream.findings import Finding, Scan, Span
 
 
 def stream(
@@ -466,3 +472,193 @@ def test_cli_bench_sweep_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_arrivals_are_cumulative_delays() -> None:
     assert CARD_SLOW.arrivals_ms() == list(accumulate(CARD_SLOW.delays_ms)) == [0, 200, 400, 600, 800, 1000]
+
+
+# --------------------------------------------------------------------------- model time on the clock
+
+_CAPITALISED = re.compile(r"[A-Z][a-z]*")
+
+
+class _NameSession:
+    """Settled up to the first capitalised word not yet analysed; asks once that word is complete."""
+
+    def __init__(self, detector: FakeNames) -> None:
+        self._detector = detector
+        self._settled = 0
+        self._asked = -1
+        self._found: list[Finding] = []
+
+    def scan(self, text: str, base: int, final: bool) -> Scan:
+        found = tuple(self._found)
+        self._found.clear()
+        m = _CAPITALISED.search(text, max(self._settled, base) - base)
+        self._settled = base + len(text) if m is None else base + m.start()
+        return Scan(found, self._settled)
+
+    def request(self, text: str, base: int, final: bool) -> AnalysisRequest | None:
+        m = _CAPITALISED.match(text, max(self._settled, base) - base)
+        if m is None or (m.end() == len(text) and not final) or base + m.end() <= self._asked:
+            return None
+        self._asked = base + m.end()
+        return AnalysisRequest(m.group(), base + m.start(), base + m.end(), final)
+
+    def deliver(self, request: AnalysisRequest, result: Any) -> None:
+        for start, end, label in result:
+            self._found.append(Finding(Span(request.base + start, request.base + end), label, self._detector.name, 1.0))
+        self._settled = request.upto
+
+
+class FakeNames:
+    """A model-backed detector whose "model" tags Maria and Tom as PERSON; the sweep prices its calls."""
+
+    def __init__(self) -> None:
+        self.name = "names"
+        self.analysed: list[str] = []
+
+    def open(self) -> _NameSession:
+        return _NameSession(self)
+
+    def analyze(self, texts: list[str]) -> list[Any]:
+        self.analysed += texts
+        return [[(m.start(), m.end(), "PERSON") for m in re.finditer(r"\b(?:Maria|Tom)\b", t)] for t in texts]
+
+    def submit(self, request: AnalysisRequest) -> asyncio.Future[Any]:
+        raise NotImplementedError("the sweep calls the model synchronously")
+
+
+MODEL_MS = 30.0
+# The name is complete when " and" arrives at 200 ms; the model answers 30 ms later.
+NAME_BPE = stream("name-bpe", ["hi ", "Maria", " and", " more", " text."], 100, [("PERSON", "Maria")])
+NAME_CHARS = stream(
+    "name-chars", list("hi Maria and Tom wrote more text."), 10, [("PERSON", "Maria"), ("PERSON", "Tom")]
+)
+
+
+@pytest.fixture
+def names_guard() -> Guard:
+    return Guard(Guard.from_dict({"detectors": []}).policy, [FakeNames()])
+
+
+@pytest.fixture
+def clock() -> ModelClock:
+    return ModelClock({"names": LatencyModel(MODEL_MS, 0.0)})
+
+
+def test_guardstream_pays_the_model_time(names_guard: Guard, clock: ModelClock) -> None:
+    run = Settled(names_guard, None, clock).run(NAME_BPE)
+    tally = account(NAME_BPE, run.shown)
+    assert not tally.spans[0].leaked
+    # 'hi ' is released at once; the name when the model's answer is in: 200 + 30 ms.
+    assert [(p.t_ms, p.text) for p in run.shown[:2]] == [(0.0, "hi "), (230.0, "<PERSON>")]
+    assert (130.0, 5) in tally.holds  # arrived at 100, shown at 230: 100 ms of right context + the model
+    assert tally.added_ttft_ms == 0.0
+    assert (run.model_calls, run.model_ms) == (1, MODEL_MS)
+
+
+def test_a_budget_shorter_than_the_model_leaks(names_guard: Guard, clock: ModelClock) -> None:
+    # The name arrives at 100 ms and is known at 230 ms: a 110 ms budget forces it out
+    # raw at 210 ms, while the model is still working; 130 ms gets the answer in time.
+    for budget, leaks in ((110, True), (129, True), (130, False), (150, False)):
+        tally = account(NAME_BPE, Settled(names_guard, budget, clock).run(NAME_BPE).shown)
+        assert tally.spans[0].leaked is leaks, budget
+    # With the model's time left off the clock, 110 ms would look safe.
+    free = ModelClock({"names": LatencyModel(0.0, 0.0)})
+    assert not account(NAME_BPE, Settled(names_guard, 110, free).run(NAME_BPE).shown).spans[0].leaked
+
+
+def test_stream_first_leaks_the_name(names_guard: Guard, clock: ModelClock) -> None:
+    run = ChunkAndCheck(Checker(names_guard, clock), stream_first=True).run(NAME_BPE)
+    assert [(f.leaked, f.whole) for f in account(NAME_BPE, run.shown).spans] == [(True, True)]
+    assert run.model_calls == 1  # the check after the fact costs the model, not the user
+
+
+def test_a_baseline_check_pays_the_model_time(names_guard: Guard, clock: ModelClock) -> None:
+    run = SentenceBuffer(Checker(names_guard, clock)).run(NAME_BPE)
+    # One sentence, complete at the end of the stream (400 ms), shown when its check is done.
+    assert {p.t_ms for p in run.shown} == {400.0 + MODEL_MS}
+    assert not account(NAME_BPE, run.shown).spans[0].leaked
+    assert (run.checks, run.model_calls, run.model_ms) == (1, 1, MODEL_MS)
+
+
+def test_a_busy_checker_coalesces_chunks(names_guard: Guard, clock: ModelClock) -> None:
+    # One character every 10 ms, one check 30 ms: a check covers what arrived while the
+    # previous one ran, and every character waits for the check after its arrival.
+    run = FixedWindow(Checker(names_guard, clock), 4, 8).run(NAME_CHARS)
+    tally = account(NAME_CHARS, run.shown)
+    assert run.checks <= len(NAME_CHARS.chunks) // 3 + 2
+    assert run.model_calls == run.checks and run.model_ms == MODEL_MS * run.checks
+    assert min(hold for hold, _ in tally.holds) >= MODEL_MS
+    assert tally.withheld_chars == 0 and not any(f.leaked for f in tally.spans)
+    # Without model time the same window checks on every chunk that releases something.
+    free = FixedWindow(Checker(names_guard, ModelClock({"names": LatencyModel(0.0, 0.0)})), 4, 8).run(NAME_CHARS)
+    assert free.checks == len(NAME_CHARS.chunks) - 4 + 1
+
+
+def test_sweep_reports_the_model_accounting(names_guard: Guard, clock: ModelClock) -> None:
+    streams = (NAME_BPE, NAME_CHARS)
+    sweep = run_sweep("names", names_guard, streams, corpus_summary(streams, "hand-made", None), clock=clock)
+    result = sweep.to_dict()
+    rows = {s["name"]: s for s in result["strategies"]}
+    assert rows["stream first, check after"]["leaked"] == 3
+    assert rows["guardstream, unbounded"]["leaked"] == 0
+    assert rows["guardstream, unbounded"]["model_ms"] == MODEL_MS * rows["guardstream, unbounded"]["model_calls"]
+    assert result["model"]["latency_models"]["names"]["fixed_ms"] == MODEL_MS
+    assert result["model"]["processes"] == 1  # a detector beside the policy stays in this process
+    assert "charged to the clock" in result["clock"]
+    table = sweep_to_markdown(result)
+    assert "model calls / stream |" in table and "30.00 ms + 0.0 µs per character" in table
+    # The labels are kept: only an NER detector's kinds are relabelled by its model.
+    assert label_by_model(names_guard, streams, clock) == (list(streams), None)
+    json.dumps(result)
+
+
+def test_sweep_in_processes_matches_one_process(guard: Guard) -> None:
+    def figures(workers: int) -> list[dict[str, Any]]:
+        sweep = run_sweep("patterns", guard, HAND_MADE, corpus_summary(HAND_MADE, "h", None), workers=workers)
+        return [
+            {k: v for k, v in s.items() if k not in ("cpu_s", "chunks_per_s")} for s in sweep.to_dict()["strategies"]
+        ]
+
+    assert figures(2) == figures(1)
+
+
+def test_patterns_sweep_has_no_model_columns(guard: Guard) -> None:
+    result = run_sweep("patterns", guard, HAND_MADE[:1], corpus_summary(HAND_MADE[:1], "h", None)).to_dict()
+    assert "model" not in result and "model calls" not in sweep_to_markdown(result)
+    assert all(s["model_calls"] == 0 for s in result["strategies"])
+
+
+def test_names_corpus_plants_people_and_places() -> None:
+    plain = make_streams(seed=13, n=6)
+    named = make_streams(seed=13, n=6, names=True)
+    assert plain == make_streams(seed=13, n=6, names=False)
+    kinds = {x.label for s in named for x in s.spans}
+    assert {"PERSON", "LOCATION"} <= kinds and not {"PERSON", "LOCATION"} & {x.label for s in plain for x in s.spans}
+    for s in named:
+        for x in s.spans:
+            if x.label in ("PERSON", "LOCATION"):
+                assert s.text[x.start : x.end][:1].isupper()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("presidio_analyzer") is None, reason="needs the ner extra")
+def test_ner_labels_are_what_the_model_tags_on_the_whole_text() -> None:
+    guard = Guard.load("pii")
+    clock = ModelClock.for_guard(guard.detectors, latency=LatencyModel(5.0, 0.02))
+    s = stream(
+        "ner",
+        ["Maria Garcia", " flew to", " Berlin", " with", " the", " Docker", " team", "."],
+        40,
+        [("PERSON", "Maria Garcia"), ("LOCATION", "Berlin"), ("PERSON", "team")],
+    )
+    (labelled,), counts = label_by_model(guard, [s], clock)
+    assert counts is not None and counts["planted"] == 3
+    assert sum(counts["missed_by_model"].values()) == 1  # 'team' is no name to the model: not a violation
+    assert {(s.text[x.start : x.end], x.label) for x in labelled.spans} == {
+        ("Maria Garcia", "PERSON"),
+        ("Berlin", "LOCATION"),
+    }
+    first = ChunkAndCheck(Checker(guard, clock), stream_first=True).run(labelled)
+    assert all(f.leaked for f in account(labelled, first.shown).spans)
+    settled = Settled(guard, None, clock).run(labelled)
+    assert not any(f.leaked for f in account(labelled, settled.shown).spans)
+    assert settled.model_calls >= 1 and settled.model_ms > 0

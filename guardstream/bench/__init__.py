@@ -4,6 +4,7 @@
 * :mod:`.strategies`: stream first, fixed windows, NeMo-style chunk-and-check, sentence
   buffering and guardstream's settled frontier, replayed on a virtual clock;
 * :mod:`.accounting`: one function that turns what a strategy showed into leaks, holds and TTFT;
+* :mod:`.latency`: model calls (NER) priced on the virtual clock and run once per distinct text;
 * :mod:`.sweep`: every strategy on the same streams, as markdown and JSON;
 * :mod:`.calibrate`: the smallest time budget that meets a leak target;
 * :mod:`.plot`: the PNG (needs the ``bench`` extra).
@@ -16,8 +17,9 @@ from __future__ import annotations
 from .accounting import Shown, SpanFate, Tally, account
 from .calibrate import Calibration, calibrate
 from .corpus import LabelledSpan, LabelledStream, NearMiss, make_streams, read_jsonl, write_jsonl
+from .latency import LatencyModel, ModelClock, measure_latency
 from .strategies import Checker, ChunkAndCheck, FixedWindow, SentenceBuffer, Settled, Strategy
-from .sweep import Sweep, default_strategies, run_sweep
+from .sweep import Sweep, default_strategies, label_by_model, run_sweep
 
 __all__ = [
     "Calibration",
@@ -26,6 +28,8 @@ __all__ = [
     "FixedWindow",
     "LabelledSpan",
     "LabelledStream",
+    "LatencyModel",
+    "ModelClock",
     "NearMiss",
     "SentenceBuffer",
     "Settled",
@@ -37,7 +41,9 @@ __all__ = [
     "account",
     "calibrate",
     "default_strategies",
+    "label_by_model",
     "make_streams",
+    "measure_latency",
     "read_jsonl",
     "run_sweep",
     "write_jsonl",

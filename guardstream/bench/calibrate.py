@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from ..guard import Guard
 from .corpus import LabelledStream
+from .latency import ModelClock
 from .strategies import Settled
-from .sweep import evaluate, leak_upper_bound, progress_bar
+from .sweep import evaluate, label_by_model, leak_upper_bound, progress_bar
 
 __all__ = ["DEFAULT_GRID_MS", "Calibration", "Point", "calibrate", "format_calibration"]
 
@@ -97,11 +98,14 @@ def calibrate(
     resolution_ms: float = 10.0,
     progress: bool | None = None,
     confidence: float | None = None,
+    clock: ModelClock | None = None,
 ) -> Calibration:
     """The smallest ``max_hold_ms`` whose leak rate on ``streams`` is at most ``target``.
 
     With ``confidence`` (e.g. 0.95) a budget passes only when the one-sided upper bound of
     its leak rate at that confidence is at most ``target``: the corpus must show it.
+    Model-backed detectors are accounted as in the sweep: ``clock`` (by default fitted
+    here) prices their calls, and :func:`~.sweep.label_by_model` sets the NER labels.
     """
     if not 0 <= target < 1:
         raise ValueError("the target leak rate must be in [0, 1)")
@@ -109,6 +113,9 @@ def calibrate(
         raise ValueError("the confidence must be in (0, 1)")
     if resolution_ms <= 0:
         raise ValueError("the resolution must be positive")
+    if clock is None:
+        clock = ModelClock.for_guard(guard.detectors, [s.text for s in streams[:8]])
+    streams, _ = label_by_model(guard, streams, clock)
     grid = sorted({float(b) for b in grid_ms if b > 0})
     # Grid plus the unbounded point, then at most ~log2(gap / resolution) bisection steps.
     steps = len(grid) + 1 + max(1, math.ceil(math.log2(max(grid, default=1.0) / resolution_ms)))
@@ -117,9 +124,9 @@ def calibrate(
 
     def measure(budget: float | None) -> Point:
         if budget not in points:
-            strategy = Settled(guard, budget)
+            strategy = Settled(guard, budget, clock)
             bar.set_description_str(strategy.name)
-            totals = evaluate(strategy, streams, bar)
+            totals = evaluate(strategy, streams, bar, clock)
             summary = totals.summary()
             points[budget] = Point(
                 budget,

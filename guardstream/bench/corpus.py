@@ -16,7 +16,9 @@ preset in several written forms (IPv6, GitHub, Slack and JWT tokens, private-key
 quoted passwords, dotted and E.164 phones, Amex cards, compact IBANs...) and adds *hard*
 near misses: Luhn-failing card numbers, mod-97-failing IBANs, SSNs with impossible areas,
 ``user@localhost``, ``@handles``, bare three-part versions, ISBNs, UUIDs... Without it the
-output is exactly what the throughput benchmarks were measured on.
+output is exactly what the throughput benchmarks were measured on. ``names=True`` (for
+policies with NER, such as ``pii``) also plants people and places from small built-in
+lists, in the sentences, e-mail drafts and sign-offs where assistants write them.
 
 The chunker imitates a BPE tokenizer's output: mostly a leading space plus a word, numbers
 in runs of at most three digits, punctuation separate, newlines on their own, no chunk
@@ -488,6 +490,126 @@ _BLOCK_INTROS = (
     "For reference, the block in the ticket read:",
 )
 
+# --------------------------------------------------------------------------- names and places
+# For policies with NER (the ``pii`` preset): people and places where assistants put them.
+# Small built-in lists (several languages, accents, multi-word cities); whether the model
+# tags each one is decided later, on the whole text, by the sweep (see ``sweep.py``).
+
+_GIVEN = _words(
+    "Maria James Olivia Liam Emma Noah Sophie Lukas Hannah Jonas Camille Louis Chloé Hugo "
+    "Lucía Javier Carmen Pablo Giulia Matteo Francesca Lorenzo Aisha Omar Priya Arjun Mei "
+    "Hiroshi Yuki Chinedu Amara Sean Siobhan Oliver Charlotte Daniel Sarah Michael Jennifer "
+    "David Emily Robert Laura Thomas Anna Peter Katarzyna Piotr Ingrid Lars Fatima Elena Dmitri"
+)
+_FAMILY = _words(
+    "Garcia Smith Johnson Williams Brown Miller Müller Schmidt Schneider Fischer Weber Dubois "
+    "Martin Bernard Lefèvre Moreau Fernández López Martínez Sánchez Rossi Russo Bianchi Romano "
+    "Colombo Khan Patel Sharma Nguyen Tanaka Sato Okafor Adeyemi O'Brien Murphy Kowalski Nowak "
+    "Johansson Andersson Petrov Ivanova Wilson Taylor Anderson Thompson Clarke Hughes"
+)
+_CITIES = (
+    *_words(
+        "London Manchester Edinburgh Bristol Berlin Hamburg Munich Leipzig Cologne Paris Lyon "
+        "Marseille Toulouse Madrid Barcelona Valencia Seville Rome Milan Naples Turin Lisbon Porto "
+        "Amsterdam Rotterdam Brussels Vienna Zurich Geneva Prague Warsaw Kraków Stockholm Oslo "
+        "Copenhagen Helsinki Dublin Chicago Boston Seattle Denver Austin Toronto Vancouver Sydney "
+        "Melbourne Tokyo Osaka Mumbai Bangalore Singapore Nairobi Lagos"
+    ),
+    "São Paulo",
+    "Mexico City",
+    "Buenos Aires",
+    "San Francisco",
+    "New York",
+    "Los Angeles",
+)
+_COUNTRIES = _words(
+    "Germany France Spain Italy Portugal Japan India Brazil Canada Mexico Kenya Nigeria Poland "
+    "Sweden Norway Ireland Australia Argentina Egypt Vietnam Belgium Austria Switzerland Greece Chile"
+)
+_STATES = _words("Texas Ohio Oregon Florida Colorado Michigan Arizona Illinois Nevada Vermont Utah Maine")
+_TITLES = ("Dr.", "Ms.", "Mr.", "Prof.", "Mrs.")
+# Capitalised words that are not people or places: the model sees them, the labels do not.
+_PRODUCTS = _words("Python Docker Kubernetes PostgreSQL Excel Jira Monday Friday March README Terraform Chrome")
+
+# Fields: {p} full name, {f} first name, {t} title and surname, {c} city, {k} country,
+# {s} US state, {x} any place, {n} one of the answer's nouns, {m} a capitalised non-name.
+_NAME_SENTENCES = (
+    "{p} is the best person to ask about the {n}; they ran the last review.",
+    "I'd suggest emailing {f} first, since they own the {n}.",
+    "The {n} was originally written by {p} in {c}.",
+    "If you're travelling from {c} to {c}, book the train at least a week ahead.",
+    "According to {t}, the {n} should be reviewed every quarter.",
+    "{c} is a good base if you want to explore {k} on a budget.",
+    "Most of the team works remotely, but {p} and {p} are based in {c}.",
+    "You could also ask {p}'s team in {k} for a second opinion.",
+    "{p} mentioned that the {n} in {s} still needs an approval.",
+    "The office in {c}, {k} opens at nine, so call {f} after that.",
+    "My recommendation: let {f} handle the {n} and ask {p} to review it.",
+    "When {t} joined, the {n} moved to {m} and nobody in {x} complained.",
+    "Both {p} (in {c}) and {p} (in {c}) signed off on the {n}.",
+    "{f} from the {c} office can share the {m} export with you.",
+    "The new {n} applies to customers in {s} and {k} from {m} onwards.",
+    "In {c}, the {n} is handled by a local partner rather than by {p}.",
+)
+_SIGN_OFFS = ("Best regards", "Thanks", "Kind regards", "Cheers")
+
+
+class _People:
+    """Plants names and places into marked text, recording each in ``planted``."""
+
+    def __init__(self, rng: random.Random, planted: list[Planted], nouns: Sequence[str]) -> None:
+        self.rng = rng
+        self.planted = planted
+        self.nouns = nouns
+
+    def plant(self, label: str, text: str) -> str:
+        self.planted.append(Planted(label, text))
+        return _mark(f"pii:{len(self.planted) - 1}", text)
+
+    def person(self) -> str:
+        return self.plant("PERSON", f"{self.rng.choice(_GIVEN)} {self.rng.choice(_FAMILY)}")
+
+    def first(self) -> str:
+        return self.plant("PERSON", self.rng.choice(_GIVEN))
+
+    def titled(self) -> str:
+        return f"{self.rng.choice(_TITLES)} {self.plant('PERSON', self.rng.choice(_FAMILY))}"
+
+    def place(self, kind: str = "x") -> str:
+        if kind == "x":
+            r = self.rng.random()
+            kind = "c" if r < 0.6 else "k" if r < 0.85 else "s"
+        pool = _CITIES if kind == "c" else _COUNTRIES if kind == "k" else _STATES
+        return self.plant("LOCATION", self.rng.choice(pool))
+
+    def fill(self, template: str) -> str:
+        def field(m: re.Match[str]) -> str:
+            key = m.group(1)
+            if key == "p":
+                return self.person()
+            if key == "f":
+                return self.first()
+            if key == "t":
+                return self.titled()
+            if key == "n":
+                return self.rng.choice(self.nouns)
+            if key == "m":
+                return self.rng.choice(_PRODUCTS)
+            return self.place(key)
+
+        return re.sub(r"\{(\w)\}", field, template)
+
+    def sentence(self) -> str:
+        return self.fill(self.rng.choice(_NAME_SENTENCES))
+
+    def email(self) -> str:
+        """A drafted e-mail: greeting, two sentences, a sign-off with a full name."""
+        rng = self.rng
+        greeting = rng.choice(("Hi", "Dear", "Hello")) + " " + (self.first() if rng.random() < 0.7 else self.titled())
+        body = f"{self.sentence()} {self.sentence()}"
+        return f"Here is a draft you can send:\n\n{greeting},\n\n{body}\n\n{rng.choice(_SIGN_OFFS)},\n{self.person()}"
+
+
 # --------------------------------------------------------------------------- answers
 
 
@@ -536,8 +658,14 @@ def _sentence(rng: random.Random, nouns: tuple[str, str, str], near_miss_rate: f
     return _capitalise(" ".join(words)) + rng.choice(".....!?")
 
 
-def _paragraph(rng: random.Random, nouns: tuple[str, str, str], near_miss_rate: float, hard: float = 0.0) -> str:
-    return " ".join(_sentence(rng, nouns, near_miss_rate, hard) for _ in range(rng.randint(2, 5)))
+def _paragraph(
+    rng: random.Random,
+    nouns: tuple[str, str, str],
+    near_miss_rate: float,
+    hard: float = 0.0,
+    sentences: tuple[int, int] = (2, 5),
+) -> str:
+    return " ".join(_sentence(rng, nouns, near_miss_rate, hard) for _ in range(rng.randint(*sentences)))
 
 
 def _code(rng: random.Random) -> str:
@@ -549,27 +677,41 @@ def _code(rng: random.Random) -> str:
     )
 
 
-def make_answer(rng: random.Random, pii: bool = False, near_miss_rate: float = 0.05, extended: bool = False) -> Answer:
+def make_answer(
+    rng: random.Random,
+    pii: bool = False,
+    near_miss_rate: float = 0.05,
+    extended: bool = False,
+    names: bool = False,
+) -> Answer:
     """One assistant-style answer (roughly 150-450 words); with ``pii``, 2-4 planted items.
 
     ``extended`` plants every label of the ``patterns`` preset and adds hard near misses
     (see the module's docstring); without it the text for a given ``rng`` state is the
-    one the throughput benchmarks use.
+    one the throughput benchmarks use. ``names`` also plants people (``PERSON``) and
+    places (``LOCATION``): 2-4 sentences naming them, sometimes a drafted e-mail with a
+    greeting and a signature, sometimes a name as the answer's last word; and the person
+    a planted item belongs to is named. Without ``names`` nothing changes.
     """
     hard = 0.4 if extended else 0.0
+    # With names the filler prose is about half as long: the names take its place, and
+    # the answer stays near the ~1,000-2,000 characters of the other corpora.
+    sentences, listed = ((1, 3), (2, 4)) if names else ((2, 5), (3, 6))
     task, *nouns_list = rng.choice(_TOPICS)
     nouns = (nouns_list[0], nouns_list[1], task.split()[-1])
     blocks: list[str] = [
-        rng.choice(_OPENERS).format(task=task) + " " + _paragraph(rng, nouns, near_miss_rate, hard),
+        rng.choice(_OPENERS).format(task=task) + " " + _paragraph(rng, nouns, near_miss_rate, hard, sentences),
     ]
     blocks.append(rng.choice(_HEADINGS))
     numbered = rng.random() < 0.5
-    items = [_sentence(rng, nouns, near_miss_rate, hard) for _ in range(rng.randint(3, 6))]
+    items = [_sentence(rng, nouns, near_miss_rate, hard) for _ in range(rng.randint(*listed))]
     blocks.append("\n".join(f"{i}. {item}" if numbered else f"- {item}" for i, item in enumerate(items, 1)))
     if rng.random() < 0.7:
         blocks.append(_code(rng))
-    blocks.append(_paragraph(rng, nouns, near_miss_rate, hard))
+    if not names or rng.random() < 0.5:
+        blocks.append(_paragraph(rng, nouns, near_miss_rate, hard, sentences))
     planted: list[Planted] = []
+    people = _People(rng, planted, nouns) if names else None
     if pii:
         for _ in range(rng.randint(2, 4)):
             item = _plant_extended(rng) if extended else _plant(rng)
@@ -582,6 +724,8 @@ def make_answer(rng: random.Random, pii: bool = False, near_miss_rate: float = 0
                 sentence = rng.choice(_BLOCK_INTROS) + "\n\n" + marked
             else:
                 name = rng.choice(("the account owner", "our contact", "Dr. Rossi", "the on-call engineer"))
+                if people is not None and rng.random() < 0.5:
+                    name = people.person() if rng.random() < 0.6 else people.titled()
                 sentence = rng.choice(_PII_SENTENCES).format(name=name, pii=marked)
             where = rng.randrange(len(blocks) + 1)
             if item.label == "PRIVATE_KEY":
@@ -590,7 +734,10 @@ def make_answer(rng: random.Random, pii: bool = False, near_miss_rate: float = 0
                 blocks[where] = blocks[where] + " " + sentence
             else:
                 blocks.insert(min(where, len(blocks)), sentence)
-    blocks.append(rng.choice(_CLOSERS))
+    if people is not None:
+        _plant_people(rng, people, blocks)
+    else:
+        blocks.append(rng.choice(_CLOSERS))
     text, pieces = _strip_marks("\n\n".join(blocks))
     spans: list[LabelledSpan] = []
     near: list[NearMiss] = []
@@ -601,6 +748,27 @@ def make_answer(rng: random.Random, pii: bool = False, near_miss_rate: float = 0
         else:
             near.append(NearMiss(start, end, name))
     return Answer(text, tuple(planted), tuple(spans), tuple(near))
+
+
+def _plant_people(rng: random.Random, people: _People, blocks: list[str]) -> None:
+    for _ in range(rng.randint(2, 4)):
+        sentence = people.sentence()
+        where = rng.randrange(len(blocks) + 1)
+        block = blocks[where] if where < len(blocks) else ""
+        if block and not block.startswith(("```", "#", "**")) and "PRIVATE KEY-----" not in block:
+            blocks[where] = block + " " + sentence
+        else:
+            blocks.insert(where, sentence)
+    if rng.random() < 0.3:
+        blocks.append(people.email())
+    ending = rng.random()
+    if ending < 0.1:
+        # The answer ends on a name, with no full stop: only the end of the stream settles it.
+        blocks.append(f"For anything else, the person to talk to is {people.person()}")
+    elif ending < 0.2:
+        blocks.append(f"Safe travels, and enjoy {people.place()}!")
+    else:
+        blocks.append(rng.choice(_CLOSERS))
 
 
 def make_corpus(seed: int, n: int, pii: bool = False, extended: bool = False) -> list[Answer]:
@@ -752,16 +920,19 @@ def make_streams(
     n: int = DEFAULT_STREAMS,
     chunking: Chunking | Literal["mixed"] = "mixed",
     pacing: Pacing = Pacing(),
+    names: bool = False,
 ) -> list[LabelledStream]:
     """``n`` labelled, paced streams from one seed; ``mixed`` cycles bpe, char, random.
 
     Every answer carries 2-4 planted violations (every label of the ``patterns`` preset
-    appears about equally often) and hard near misses.
+    appears about equally often) and hard near misses; with ``names``, people and places
+    too (labelled ``PERSON`` and ``LOCATION`` as planted: a sweep keeps those its model
+    tags, see :func:`~guardstream.bench.sweep.label_by_model`).
     """
     rng = random.Random(seed)
     streams: list[LabelledStream] = []
     for i in range(n):
-        answer = make_answer(rng, pii=True, extended=True)
+        answer = make_answer(rng, pii=True, extended=True, names=names)
         cut: Chunking = CHUNKINGS[i % len(CHUNKINGS)] if chunking == "mixed" else chunking
         local = random.Random(f"guardstream-bench:{seed}:{i}")
         tokens = chunk_text(answer.text, local)

@@ -4,13 +4,23 @@
 pacing schedule, accounts for what the user saw with :func:`~.accounting.account`, and
 sums it per strategy (:class:`Totals`). :func:`sweep_to_markdown` renders the tables;
 the JSON form is :meth:`Sweep.to_dict`.
+
+With a model-backed detector (the ``pii`` preset's NER) two more things happen. Every
+model call is charged to the virtual clock (:mod:`.latency`), and the labels of the
+model's kinds (``PERSON``, ``LOCATION``) are set by the model itself:
+:func:`label_by_model` keeps, of the planted names and places, those the model tags when
+it reads the whole answer at once, with the model's offsets. A name the model misses even
+then is not a leak of any release strategy, so it is not counted as one.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import datetime
 import importlib
 import math
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -23,10 +33,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._errors import ExtraRequired
+from ..detectors.presidio import PresidioDetector
 from ..guard import Guard
+from ..policy import Policy
 from ..replay import weighted_quantile
 from .accounting import Tally, account
-from .corpus import LabelledStream, Pacing
+from .corpus import LabelledSpan, LabelledStream, Pacing
+from .latency import LatencyModel, ModelClock, analysing
 from .strategies import Checker, ChunkAndCheck, FixedWindow, Run, SentenceBuffer, Settled, Strategy
 
 __all__ = [
@@ -37,6 +50,7 @@ __all__ = [
     "corpus_summary",
     "default_strategies",
     "evaluate",
+    "label_by_model",
     "leak_upper_bound",
     "machine",
     "progress_bar",
@@ -47,9 +61,17 @@ __all__ = [
 BUDGETS_MS: tuple[float | None, ...] = (50, 100, 250, 500, 1000, None)
 
 
-def default_strategies(guard: Guard, budgets_ms: Iterable[float | None] = BUDGETS_MS) -> list[Strategy]:
-    """The strategies the issue compares, on ``guard``'s detectors and actions."""
-    checker = Checker(guard)
+def default_strategies(
+    guard: Guard, budgets_ms: Iterable[float | None] = BUDGETS_MS, clock: ModelClock | None = None
+) -> list[Strategy]:
+    """The strategies the issue compares, on ``guard``'s detectors and actions.
+
+    ``clock`` prices and caches model calls for all of them (by default one measured
+    here, when ``guard`` has model-backed detectors).
+    """
+    if clock is None:
+        clock = ModelClock.for_guard(guard.detectors)
+    checker = Checker(guard, clock)
     context = guard.policy.context_chars
     strategies: list[Strategy] = [
         ChunkAndCheck(checker, stream_first=True),
@@ -59,8 +81,72 @@ def default_strategies(guard: Guard, budgets_ms: Iterable[float | None] = BUDGET
         ChunkAndCheck(checker, 200, 50),
         SentenceBuffer(checker),
     ]
-    strategies.extend(Settled(guard, budget) for budget in budgets_ms)
+    strategies.extend(Settled(guard, budget, clock) for budget in budgets_ms)
     return strategies
+
+
+def label_by_model(
+    guard: Guard, streams: Sequence[LabelledStream], clock: ModelClock
+) -> tuple[list[LabelledStream], dict[str, Any] | None]:
+    """``streams`` with their NER labels set to what ``guard``'s NER model finds on the whole text.
+
+    For each NER detector of ``guard`` (none: the streams are returned as they are, and
+    ``None``), a planted span of one of its entity labels is replaced by the model's
+    entities on the whole answer that overlap it (their offsets and label), or dropped
+    when there are none; other labels are kept. Entities the model finds where nothing
+    was planted (``Docker`` as a person) are not violations: redacting them shows up as
+    a spurious replacement. Returns the streams and the counts behind the choice.
+
+    Raises:
+        RuntimeError: the model failed on an answer.
+    """
+    ner = [d for _, d in analysing(guard.detectors) if isinstance(d, PresidioDetector)]
+    if not ner:
+        return list(streams), None
+    kinds = {label for d in ner for label in d.entities}
+    counts: Counter[str] = Counter()
+    missed: Counter[str] = Counter()
+    out: list[LabelledStream] = []
+    for stream in streams:
+        found: list[tuple[int, int, str]] = []
+        for detector in ner:
+            entities = clock.analyze(detector, stream.text)
+            if isinstance(entities, BaseException):
+                raise RuntimeError(f"{stream.id}: the {detector.name!r} model failed: {entities}") from entities
+            found += [(e.start, e.end, e.label) for e in entities]
+        planted = [x for x in stream.spans if x.label in kinds]
+        truth: set[tuple[int, int, str]] = set()
+        for x in planted:
+            hits = [e for e in found if e[0] < x.end and x.start < e[1]]
+            counts["planted"] += 1
+            if not hits:
+                missed[x.label] += 1
+            elif all(label != x.label for _, _, label in hits):
+                counts["tagged_as_another_kind"] += 1
+            truth.update(hits)
+        counts["model_entities"] += len(found)
+        counts["model_entities_not_planted"] += sum(
+            1 for e in found if not any(e[0] < x.end and x.start < e[1] for x in planted)
+        )
+        spans = [x for x in stream.spans if x.label not in kinds] + [LabelledSpan(*e) for e in truth]
+        spans.sort(key=lambda x: (x.start, x.end, x.label))
+        out.append(dataclasses.replace(stream, spans=tuple(spans)))
+    tagged = sum(1 for s in out for x in s.spans if x.label in kinds)
+    summary = {
+        "rule": (
+            "a planted name or place is labelled with the entities the policy's NER model finds "
+            "overlapping it when it analyses the whole answer in one call (their offsets and label); "
+            "planted ones it does not tag are not counted"
+        ),
+        "kinds": sorted(kinds),
+        "planted": counts["planted"],
+        "labelled": tagged,
+        "missed_by_model": dict(sorted(missed.items())),
+        "tagged_as_another_kind": counts["tagged_as_another_kind"],
+        "model_entities": counts["model_entities"],
+        "model_entities_not_planted": counts["model_entities_not_planted"],
+    }
+    return out, summary
 
 
 # --------------------------------------------------------------------------- totals
@@ -85,6 +171,8 @@ class Totals:
     checks: int = 0
     withheld_chars: int = 0
     spurious: int = 0
+    model_calls: int = 0
+    model_ms: float = 0.0
 
     def add(self, tally: Tally, run: Run, cpu_s: float, stream: LabelledStream) -> None:
         for fate in tally.spans:
@@ -106,6 +194,28 @@ class Totals:
         self.checks += run.checks
         self.withheld_chars += tally.withheld_chars
         self.spurious += tally.spurious
+        self.model_calls += run.model_calls
+        self.model_ms += run.model_ms
+
+    def merge(self, other: Totals) -> None:
+        """Add ``other``, the same strategy on other streams."""
+        for label, row in other.spans.items():
+            mine = self.spans.setdefault(label, [0, 0, 0, 0, 0])
+            for k, value in enumerate(row):
+                mine[k] += value
+        self.near_misses += other.near_misses
+        self.destroyed.update(other.destroyed)
+        self.ttft_ms += other.ttft_ms
+        self.holds += other.holds
+        self.cpu_s += other.cpu_s
+        self.streams += other.streams
+        self.chunks += other.chunks
+        self.chars += other.chars
+        self.checks += other.checks
+        self.withheld_chars += other.withheld_chars
+        self.spurious += other.spurious
+        self.model_calls += other.model_calls
+        self.model_ms += other.model_ms
 
     @property
     def total_spans(self) -> int:
@@ -165,6 +275,8 @@ class Totals:
             "checks": self.checks,
             "withheld_chars": self.withheld_chars,
             "spurious_replacements": self.spurious,
+            "model_calls": self.model_calls,
+            "model_ms": round(self.model_ms, 1),
         }
 
 
@@ -255,17 +367,27 @@ def progress_bar(total: int, enabled: bool | None, desc: str = "") -> Progress:
     return bar
 
 
-def evaluate(strategy: Strategy, streams: Sequence[LabelledStream], progress: Progress | None = None) -> Totals:
+def evaluate(
+    strategy: Strategy,
+    streams: Sequence[LabelledStream],
+    progress: Progress | None = None,
+    clock: ModelClock | None = None,
+) -> Totals:
     """Replay every stream through ``strategy`` and account for it.
 
     Throughput counts the CPU time (``time.process_time``) of ``strategy.run`` only:
-    detection, the strategy's bookkeeping and, for guardstream, the window itself.
+    detection, the strategy's bookkeeping and, for guardstream, the window itself; not
+    the model calls run through ``clock`` (cached across strategies, so whichever ran
+    first would pay; their cost is the model time charged on the virtual clock).
     """
     totals = Totals(strategy.name, strategy.family, strategy.params)
     for stream in streams:
+        model_cpu = clock.cpu_s if clock is not None else 0.0
         started = time.process_time()
         run = strategy.run(stream)
         cpu = time.process_time() - started
+        if clock is not None:
+            cpu = max(cpu - (clock.cpu_s - model_cpu), 0.0)
         totals.add(account(stream, run.shown), run, cpu, stream)
         if progress is not None:
             progress.update(1)
@@ -283,6 +405,7 @@ class Sweep:
     elapsed_s: float
     command: str = ""
     started: str = ""
+    model: dict[str, Any] | None = None  # the model clock's account (model-backed detectors only)
 
     def recommended(self) -> dict[str, Any]:
         """The smallest swept guardstream budget whose leak rate meets the target."""
@@ -315,11 +438,26 @@ class Sweep:
             "clock": (
                 "virtual: every chunk arrives at its pacing schedule's time; check latency is not "
                 "added to the clock; throughput is the CPU time of each strategy's run"
-            ),
+            )
+            if self.model is None
+            else MODEL_CLOCK,
+            **({} if self.model is None else {"model": self.model}),
             "strategies": [t.summary() for t in self.totals],
             "recommended": self.recommended(),
             "elapsed_s": round(self.elapsed_s, 2),
         }
+
+
+MODEL_CLOCK = (
+    "virtual: every chunk arrives at its pacing schedule's time. Model calls are charged to the clock at "
+    "the latency model's price (model.latency_models, fitted on this machine before the sweep): a "
+    "baseline's check costs one call on the whole checked text per model-backed detector and releases "
+    "when it is done, and a busy checker starts its next check when the last one ends; guardstream's "
+    "window gets each analysis it asks for that much later while chunks keep arriving (one call in "
+    "flight per detector per stream). Each stream has the model to itself. Pattern checks are not "
+    "added to the clock. Throughput is the CPU time of each strategy's run without the model calls "
+    "(run once per distinct text and shared by all strategies); model_ms is the model time charged"
+)
 
 
 def run_sweep(
@@ -331,20 +469,90 @@ def run_sweep(
     target_leak: float = 0.001,
     progress: bool | None = None,
     command: str = "",
+    clock: ModelClock | None = None,
+    workers: int | None = None,
 ) -> Sweep:
-    """Replay ``streams`` through every strategy (the defaults: :func:`default_strategies`)."""
-    chosen = list(strategies) if strategies is not None else default_strategies(guard)
+    """Replay ``streams`` through every strategy (the defaults: :func:`default_strategies`).
+
+    With model-backed detectors in ``guard``, ``clock`` prices and caches their calls (by
+    default one fitted here on the streams' text) and the NER labels are set by
+    :func:`label_by_model` first.
+
+    ``workers`` processes share the streams (each runs every default strategy on its
+    share, with the same latency models, so the results do not depend on it). By default
+    that is one per CPU (at most 4) when ``guard`` has model-backed detectors, whose
+    calls dominate the run, and otherwise 1; it is always 1 for given ``strategies``.
+    """
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    clock = time.perf_counter()
+    wall = time.perf_counter()
+    if clock is None:
+        clock = ModelClock.for_guard(guard.detectors, [s.text for s in streams[:8]])
+    streams, truth = label_by_model(guard, streams, clock)
+    if truth is not None:
+        labels = Counter(x.label for s in streams for x in s.spans)
+        corpus = {**corpus, "spans": sum(labels.values()), "labels": dict(sorted(labels.items())), "ner": truth}
+    chosen = list(strategies) if strategies is not None else default_strategies(guard, clock=clock)
+    processes = _workers(guard, strategies, workers, len(streams))
     bar = progress_bar(len(chosen) * len(streams), progress, "sweep")
     totals: list[Totals] = []
     try:
-        for strategy in chosen:
-            bar.set_description_str(strategy.name)
-            totals.append(evaluate(strategy, streams, bar))
+        if processes > 1:
+            totals = _evaluate_in_processes(guard, streams, clock, processes, bar)
+        else:
+            for strategy in chosen:
+                bar.set_description_str(strategy.name)
+                totals.append(evaluate(strategy, streams, bar, clock))
     finally:
         bar.close()
-    return Sweep(policy, corpus, totals, target_leak, time.perf_counter() - clock, command, started)
+    model = clock.describe() if clock.latency else None
+    if model is not None:
+        model["processes"] = processes
+    return Sweep(policy, corpus, totals, target_leak, time.perf_counter() - wall, command, started, model)
+
+
+def _workers(guard: Guard, strategies: Sequence[Strategy] | None, workers: int | None, streams: int) -> int:
+    if strategies is not None or streams < 2:
+        return 1
+    if workers is not None:
+        return max(1, min(workers, streams))
+    if not analysing(guard.detectors) or len(guard.detectors) != len(guard.policy.detectors):
+        return 1  # nothing slow to share out, or detectors a worker could not rebuild from the policy
+    return max(1, min(os.cpu_count() or 1, 4, streams))
+
+
+def _evaluate_part(
+    policy: Policy, latency: dict[str, LatencyModel], streams: list[LabelledStream]
+) -> tuple[list[Totals], dict[str, Any]]:
+    """In a worker process: every default strategy on ``streams``."""
+    guard = Guard(policy)
+    clock = ModelClock(latency)
+    totals = [evaluate(strategy, streams, None, clock) for strategy in default_strategies(guard, clock=clock)]
+    return totals, clock.counts()
+
+
+def _evaluate_in_processes(
+    guard: Guard, streams: Sequence[LabelledStream], clock: ModelClock, processes: int, bar: Progress
+) -> list[Totals]:
+    # Interleaved parts, several per process: every part mixes the chunkings, and a slow
+    # part does not leave the other processes idle at the end.
+    count = min(len(streams), processes * 4)
+    parts = [list(streams[k::count]) for k in range(count)]
+    totals: list[Totals] | None = None
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
+        bar.set_description_str(f"all strategies, {processes} processes")
+        futures = {pool.submit(_evaluate_part, guard.policy, clock.latency, part): part for part in parts}
+        for future in concurrent.futures.as_completed(futures):
+            part_totals, counts = future.result()
+            clock.absorb(counts)
+            if totals is None:
+                totals = part_totals
+            else:
+                for mine, theirs in zip(totals, part_totals, strict=True):
+                    mine.merge(theirs)
+            bar.update(len(futures[future]) * len(part_totals))
+    assert totals is not None
+    return totals
 
 
 def corpus_summary(streams: Sequence[LabelledStream], source: str, pacing: Pacing | None) -> dict[str, Any]:
@@ -443,17 +651,41 @@ def sweep_to_markdown(result: dict[str, Any]) -> str:
     """The sweep's tables (from :meth:`Sweep.to_dict`) as markdown."""
     c = result["corpus"]
     chunkings = ", ".join(f"{n} {k}" for k, n in c["chunkings"].items())
+    model = result.get("model")
     lines = [
         f"Policy `{result['policy']}`; corpus: {c['source']}: {c['streams']} streams ({chunkings}), "
         f"{c['chunks']:,} chunks, {c['chars']:,} characters, {c['spans']:,} labelled violations, "
         f"{c['near_misses']:,} near misses.",
-        "",
-        "| strategy | leaked | rendered whole | violating chars shown | near misses destroyed "
-        "| added TTFT p50 / p99 (ms) | hold p50 / p99 (ms) | chunks/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for s in result["strategies"]:
+    ner = c.get("ner")
+    if ner is not None:
+        missed = sum(ner["missed_by_model"].values())
         lines.append(
+            f"Names and places ({', '.join(ner['kinds'])}): {ner['planted']:,} planted, {ner['labelled']:,} "
+            f"labelled as the model tags them on the whole answer ({missed:,} planted ones it does not tag are "
+            f"not counted; {ner['model_entities_not_planted']:,} entities it finds where nothing was planted "
+            "are not violations)."
+        )
+    if model is not None:
+        for name, fit in model["latency_models"].items():
+            points = ", ".join(f"{p['chars']} chars {p['median_ms']:.1f} ms" for p in fit["measured"])
+            lines.append(
+                f"Model time on the virtual clock (`{name}`): {fit['fixed_ms']:.2f} ms + "
+                f"{fit['per_char_ms'] * 1000:.1f} µs per character per call"
+                + (f", fitted on this machine ({points})" if points else "")
+                + "; a baseline pays one call on the whole checked text per check."
+            )
+    head = (
+        "| strategy | leaked | rendered whole | violating chars shown | near misses destroyed "
+        "| added TTFT p50 / p99 (ms) | hold p50 / p99 (ms) | chunks/s |"
+    )
+    rule = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    if model is not None:
+        head += " model calls / stream | model time / stream (ms) |"
+        rule += " ---: | ---: |"
+    lines += ["", head, rule]
+    for s in result["strategies"]:
+        row = (
             f"| {s['name']} | {_pct(s['leak_rate'])} ({s['leaked']}) | {_pct(s['whole_rate'])} "
             f"| {_pct(s['span_chars_shown_raw_rate'])} "
             f"| {_pct(s['near_miss_destroyed_rate'])} ({s['near_misses_destroyed']}) "
@@ -461,6 +693,10 @@ def sweep_to_markdown(result: dict[str, Any]) -> str:
             f"| {_ms_cell(s['hold_ms']['p50'])} / {_ms_cell(s['hold_ms']['p99'])} "
             f"| {_rate_cell(s['chunks_per_s'])} |"
         )
+        if model is not None:
+            n = max(s["streams"], 1)
+            row += f" {s['model_calls'] / n:,.1f} | {_ms_cell(s['model_ms'] / n)} |"
+        lines.append(row)
     labels = sorted({label for s in result["strategies"] for label in s["per_label"]})
     if labels:
         lines += [
