@@ -71,6 +71,7 @@ def _add_bench_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         p.add_argument("--streams", type=int, default=DEFAULT_STREAMS, help=streams_help)
         p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"generator seed (default: {DEFAULT_SEED})")
         p.add_argument("--chunking", choices=("mixed", "bpe", "char", "random"), default="mixed")
+        p.add_argument("--names", action="store_true", help="plant people and places too (for NER policies)")
         p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a TTY")
 
     bench = sub.add_parser("bench", help="measure leak rate against added latency")
@@ -81,11 +82,13 @@ def _add_bench_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     sweep.add_argument("--target-leak", type=float, default=0.001, help="leak rate to recommend a budget for")
     sweep.add_argument("--out-dir", metavar="DIR", help="write sweep_<policy>.md, .json and .png here")
     sweep.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    sweep.add_argument("--workers", type=int, help="processes for model-backed policies (default: one per CPU)")
     corpus = bsub.add_parser("corpus", help="write the generated labelled corpus as JSON lines")
     corpus.add_argument("-o", "--output", required=True, metavar="C.jsonl", help="output file ('-' for stdout)")
     corpus.add_argument("--streams", type=int, default=DEFAULT_STREAMS)
     corpus.add_argument("--seed", type=int, default=DEFAULT_SEED)
     corpus.add_argument("--chunking", choices=("mixed", "bpe", "char", "random"), default="mixed")
+    corpus.add_argument("--names", action="store_true", help="plant people and places too (for NER policies)")
     calibrate = sub.add_parser("calibrate", help="the smallest time budget that meets a leak target on a corpus")
     calibrate.add_argument("--policy", required=True, help="preset name or YAML path")
     corpus_options(calibrate, f"generated streams when no --corpus (default: {DEFAULT_STREAMS})")
@@ -200,8 +203,9 @@ def _bench_streams(args: argparse.Namespace) -> tuple[list[Any], str, Any]:
     if args.streams < 1:
         raise ValueError("--streams must be at least 1")
     pacing = Pacing()
-    streams = make_streams(args.seed, args.streams, args.chunking, pacing)
-    return streams, f"generated (seed {args.seed}, chunking {args.chunking})", pacing
+    streams = make_streams(args.seed, args.streams, args.chunking, pacing, names=args.names)
+    names = ", names" if args.names else ""
+    return streams, f"generated (seed {args.seed}, chunking {args.chunking}{names})", pacing
 
 
 def _policy_label(name: str) -> str:
@@ -231,7 +235,7 @@ def _bench(args: argparse.Namespace) -> int:
         if args.streams < 1:
             print("guardstream: --streams must be at least 1", file=sys.stderr)
             return 2
-        streams = make_streams(args.seed, args.streams, args.chunking)
+        streams = make_streams(args.seed, args.streams, args.chunking, names=args.names)
         with contextlib.ExitStack() as stack:
             out = sys.stdout if args.output == "-" else stack.enter_context(open(args.output, "w", encoding="utf-8"))
             count = write_jsonl(streams, out)
@@ -260,6 +264,7 @@ def _bench(args: argparse.Namespace) -> int:
             target_leak=args.target_leak,
             progress=True if args.progress else None,
             command=_command_line(),
+            workers=args.workers,
         )
     except ExtraRequired as exc:
         print(f"guardstream: {exc}", file=sys.stderr)
