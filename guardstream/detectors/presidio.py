@@ -39,8 +39,12 @@ __all__ = ["NER_ENTITIES", "PresidioDetector", "RawEntity"]
 
 NER_ENTITIES: tuple[str, ...] = ("PERSON", "LOCATION", "NRP", "ORGANIZATION", "DATE_TIME")
 
-# A capitalised word: the only place a PERSON/LOCATION/ORG/NRP entity can start.
-_NAME_LIKE = regex.compile(r"(?<![\p{L}\p{N}_'’-])\p{Lu}[\p{L}\p{M}\p{N}'’.-]*")
+# A capitalised word: the only place a PERSON/LOCATION/ORG/NRP entity can start. Not
+# after ``+``, ``/`` or ``=`` (base64, paths), and see :func:`_name_like`.
+_NAME_LIKE = regex.compile(r"(?<![\p{L}\p{N}_'’+/=-])\p{Lu}[\p{L}\p{M}\p{N}'’.-]*")
+_DIGIT = regex.compile(r"\p{N}")
+# No name's word is longer than this; base64 lines and tokens are.
+_MAX_NAME_WORD = 30
 # Capitalised words that are practically never part of a name.
 _STOP = frozenset(
     [
@@ -178,6 +182,16 @@ _TRAILING_PARTIAL = regex.compile(r"\S+\Z")
 _SPACE = regex.compile(r"\s+")
 
 
+def _name_like(word: str) -> bool:
+    """A complete capitalised word that could be (part of) a name.
+
+    Not a common function word ("The", "I"), not a word with a digit in it, and not longer
+    than a name's word: base64 bodies of private keys and long tokens start with capitals
+    too, and holding them for the model held whole key blocks for seconds.
+    """
+    return word.rstrip(".-'’") not in _STOP and len(word) <= _MAX_NAME_WORD and _DIGIT.search(word) is None
+
+
 @dataclass(frozen=True, slots=True)
 class RawEntity:
     """One entity the model found, with offsets relative to the analysed text."""
@@ -308,7 +322,7 @@ class _NerSession:
         for m in _NAME_LIKE.finditer(text, start - base):
             if not final and m.end() == len(text):
                 return base + m.start()  # still arriving: "I" may become "Isabella"
-            if m.group().rstrip(".-'’") not in _STOP:
+            if _name_like(m.group()):
                 return base + m.start()
         return None
 
@@ -335,7 +349,7 @@ class _NerSession:
             # The last name-like word before ``upto`` needs enough right context.
             last_end = None
             for m in _NAME_LIKE.finditer(text, start - base, upto - base):
-                if m.group().rstrip(".-'’") not in _STOP:
+                if _name_like(m.group()):
                     last_end = m.end()
             if last_end is None:
                 return None
