@@ -736,6 +736,8 @@ NEAR_MISSES: dict[str, list[Any]] = {
     ],
     IBAN: [
         miss("iban-mod97-failure", "IBAN GB82 WEST 1234 5698 7654 33 bounced."),
+        # Its account digits are Luhn-valid in a card's 4-4-4-2 grouping: still no card.
+        miss("iban-mod97-failure-card-shaped", "IBAN GB05 QLOQ 4441 2427 8935 03 bounced."),
         # Passes mod-97, but a GB IBAN has 22 characters, not 20.
         miss("iban-wrong-length-for-country", "Ref GB04WEST123456987654 is short."),
         # Passes mod-97, but the US has no IBANs.
@@ -923,6 +925,8 @@ KNOWN_LIMITATIONS: list[Any] = [
         "Call <PHONE_NUMBER> hours a day.",
         (PHONE, "+44 20 7946 0958 24"),
     ),
+    # A card written straight after an IBAN-shaped head reads as that IBAN's account part.
+    pos("card-after-iban-shaped-head", "ref GB05 QLOQ 4111 1111 1111 1111 x", "ref GB05 QLOQ 4111 1111 1111 1111 x"),
     # After a colon a letters-only value reads as prose (``secret: consistency``).
     pos("api-letters-only-after-colon", "password: sunshine", "password: sunshine"),
     # A quoted placeholder is redacted like a secret (harmless, but not a secret).

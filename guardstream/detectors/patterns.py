@@ -155,7 +155,10 @@ _BUILTINS: tuple[PatternSpec | RegionSpec, ...] = (
     # which keeps ISBN-13s and EAN-13 barcodes out. A card is not the head of a dashed run.
     PatternSpec(
         "CREDIT_CARD",
-        r"(?<![A-Za-z_\d-])(?:4\d{12}(?!\d)|\d(?<![01])(?:\d{13,18}|\d{3}(?P<s>[ -])\d{4}(?P=s)\d{4}(?P=s)\d{1,4}"
+        # Not the account part of an IBAN-shaped token ("GB05 QLOQ 4441 2427 8935 03" that
+        # fails mod-97 is no IBAN, and its digits are no card either).
+        r"(?<![A-Za-z_\d-])(?<!(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: [A-Z0-9]{4}){1,7} )"
+        r"(?:4\d{12}(?!\d)|\d(?<![01])(?:\d{13,18}|\d{3}(?P<s>[ -])\d{4}(?P=s)\d{4}(?P=s)\d{1,4}"
         r"(?:(?P=s)\d{3})?|\d{3}(?P<t>[ -])\d{6}(?P=t)\d{4,5}))(?![A-Za-z_\d]|-\d)",
         validator="luhn",
     ),
