@@ -62,12 +62,16 @@ class Category:
 
 
 def encoder_dirs() -> list[Path]:
-    """Where named encoders are looked for: ``$GUARDSTREAM_MODELS``, then the project's ``models/``."""
+    """Where named encoders are looked for: ``$GUARDSTREAM_MODELS``, then the shipped models.
+
+    The shipped ones are the repository's ``models/``, which the package reaches as
+    ``guardstream/_models`` (a link in a checkout, a folder in an installed wheel).
+    """
     dirs = []
     env = os.environ.get("GUARDSTREAM_MODELS")
     if env:
         dirs.append(Path(env))
-    dirs.append(Path(__file__).resolve().parents[2] / "models")
+    dirs.append(Path(__file__).parent.parent / "_models")
     return dirs
 
 
