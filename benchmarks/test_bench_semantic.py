@@ -47,8 +47,7 @@ STEP_MS = 20.0
 @pytest.fixture(scope="module")
 def semantic_guard() -> Guard:
     guard = Guard.from_dict({"name": "semantic", "detectors": [{"type": "semantic"}]}, "bench")
-    for detector in guard.detectors:
-        detector.warmup()  # type: ignore[attr-defined]
+    guard.warmup()
     return guard
 
 

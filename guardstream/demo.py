@@ -129,10 +129,7 @@ async def run_demo(out: TextIO, *, policy: str | None = None, color: bool = Fals
         if policy == "patterns":
             out.write("(names and places need the 'ner' extra: pip install -e '.[ner]'; using 'patterns')\n")
     guard = Guard.load(policy)
-    for detector in guard.detectors:
-        warmup = getattr(detector, "warmup", None)
-        if warmup is not None:
-            warmup()  # load the model before the clock starts
+    guard.warmup()  # load the models before the clock starts
     title, text = SAMPLES[0]
     await _one(guard, title, text, out, style, per_token_ms)
     if guard.policy.name == "default":

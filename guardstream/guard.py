@@ -94,6 +94,17 @@ class Guard:
         """Fresh per-stream state: the synchronous core, for callers with their own loop."""
         return Window([(d.name, d.open()) for d in self._detectors], self._config)
 
+    def warmup(self) -> None:
+        """Load every detector's model now, not on the first stream that needs it.
+
+        Models load lazily, once per process (spaCy ~1-2 s, the encoder and its example
+        embeddings a fraction of that); a server calls this before taking traffic.
+        """
+        for detector in self._detectors:
+            warmup = getattr(detector, "warmup", None)
+            if callable(warmup):
+                warmup()
+
     # ------------------------------------------------------------------ using
 
     def stream(self, source: AsyncIterable[str] | Iterable[str]) -> GuardedStream:

@@ -255,3 +255,13 @@ def test_chunk_split_never_changes_units() -> None:
             done = s.complete_end(seen, 0, final=False)
             assert done == 0 or seen[done - 1] in ".!?"
         assert done == len("A b c. D e f! G h i?")
+
+
+def test_warmup_loads_the_model_before_any_stream(tiny: Path) -> None:
+    from guardstream.detectors import onnx as onnx_module
+
+    onnx_module._MODELS.clear()
+    guard = Guard.from_dict(_policy(tiny, threads=3))
+    assert not any(key[2] == 3 for key in onnx_module._MODELS)
+    guard.warmup()
+    assert any(key[2] == 3 for key in onnx_module._MODELS)

@@ -421,6 +421,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Models load before the first request, not during it (off the event loop).
+        await asyncio.to_thread(guard.warmup)
         try:
             yield
         finally:
