@@ -182,6 +182,9 @@ def test_splitter_units_and_completeness() -> None:
     assert s.complete_end("One.", 0, final=False) == 0
     assert s.complete_end("One.", 0, final=True) == 4
     assert s.units("  \n - \n") == []  # no words, nothing to judge
+    # A title, a common abbreviation or an initial does not end a sentence.
+    text = "You can reach Dr. Sato, e.g. via J. Smith. Is it A? Yes."
+    assert [text[a:b] for a, b in s.units(text)] == ["You can reach Dr. Sato, e.g. via J. Smith.", "Is it A?", "Yes."]
 
 
 async def test_concurrent_streams_are_batched(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,8 +53,15 @@ __all__ = [
 Unit: TypeAlias = Literal["sentence", "window"]
 
 # The end of a sentence: terminal punctuation (and closing quotes or brackets) before a
-# space, or a line break.
-_SENTENCE_END = regex.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)|\n")
+# space, or a line break. A full stop after a title or common abbreviation ("Dr.", "e.g.")
+# or a lone capital (an initial, "J. Smith") ends nothing: "You can reach Dr." alone read
+# as a threat to the encoder.
+_SENTENCE_END = regex.compile(
+    r"(?:(?<!(?<![\p{L}.])(?:Dr|Mr|Mrs|Ms|Prof|Sr|Jr|St|Mt|Ft|Gen|Col|Capt|Lt|Sgt|Rev|Hon|vs|etc|approx|"
+    r"No|Nos|Vol|Fig|Figs|Eq|Ref|Inc|Ltd|Co|Corp|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|"
+    r"e\.g|i\.e|a\.m|p\.m|\p{Lu}))\.|[!?…])"
+    r"[.!?…]*[\"'”’)\]]*(?=\s)|\n"
+)
 _HAS_WORD = regex.compile(r"[\p{L}\p{N}]")
 _SPACE = regex.compile(r"\s")
 
