@@ -72,6 +72,7 @@ def _add_bench_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"generator seed (default: {DEFAULT_SEED})")
         p.add_argument("--chunking", choices=("mixed", "bpe", "char", "random"), default="mixed")
         p.add_argument("--names", action="store_true", help="plant people and places too (for NER policies)")
+        p.add_argument("--doses", action="store_true", help="plant dosing statements too (for dosage policies)")
         p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a TTY")
 
     bench = sub.add_parser("bench", help="measure leak rate against added latency")
@@ -89,6 +90,7 @@ def _add_bench_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     corpus.add_argument("--seed", type=int, default=DEFAULT_SEED)
     corpus.add_argument("--chunking", choices=("mixed", "bpe", "char", "random"), default="mixed")
     corpus.add_argument("--names", action="store_true", help="plant people and places too (for NER policies)")
+    corpus.add_argument("--doses", action="store_true", help="plant dosing statements too (for dosage policies)")
     calibrate = sub.add_parser("calibrate", help="the smallest time budget that meets a leak target on a corpus")
     calibrate.add_argument("--policy", required=True, help="preset name or YAML path")
     corpus_options(calibrate, f"generated streams when no --corpus (default: {DEFAULT_STREAMS})")
@@ -203,9 +205,9 @@ def _bench_streams(args: argparse.Namespace) -> tuple[list[Any], str, Any]:
     if args.streams < 1:
         raise ValueError("--streams must be at least 1")
     pacing = Pacing()
-    streams = make_streams(args.seed, args.streams, args.chunking, pacing, names=args.names)
-    names = ", names" if args.names else ""
-    return streams, f"generated (seed {args.seed}, chunking {args.chunking}{names})", pacing
+    streams = make_streams(args.seed, args.streams, args.chunking, pacing, names=args.names, doses=args.doses)
+    extras = (", names" if args.names else "") + (", doses" if args.doses else "")
+    return streams, f"generated (seed {args.seed}, chunking {args.chunking}{extras})", pacing
 
 
 def _policy_label(name: str) -> str:
@@ -235,7 +237,7 @@ def _bench(args: argparse.Namespace) -> int:
         if args.streams < 1:
             print("guardstream: --streams must be at least 1", file=sys.stderr)
             return 2
-        streams = make_streams(args.seed, args.streams, args.chunking, names=args.names)
+        streams = make_streams(args.seed, args.streams, args.chunking, names=args.names, doses=args.doses)
         with contextlib.ExitStack() as stack:
             out = sys.stdout if args.output == "-" else stack.enter_context(open(args.output, "w", encoding="utf-8"))
             count = write_jsonl(streams, out)

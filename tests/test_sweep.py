@@ -36,10 +36,20 @@ from guardstream.bench.corpus import (
 )
 from guardstream.bench.latency import LatencyModel, ModelClock
 from guardstream.bench.strategies import Checker, ChunkAndCheck, FixedWindow, SentenceBuffer, Settled, Strategy
-from guardstream.bench.sweep import corpus_summary, label_by_model, leak_upper_bound, run_sweep, sweep_to_markdown
+from guardstream.bench.sweep import (
+    block_labels,
+    corpus_summary,
+    label_by_model,
+    label_doses,
+    leak_upper_bound,
+    reported_labels,
+    run_sweep,
+    sweep_to_markdown,
+)
 from guardstream.cli import main
 from guardstream.detectors import BUILTIN_LABELS
 from guardstream.detectors.base import AnalysisRequest
+from guardstream.detectors.dosage import DosageDetector
 from guardstream.findings import Finding, Scan, Span
 
 
@@ -662,3 +672,160 @@ def test_ner_labels_are_what_the_model_tags_on_the_whole_text() -> None:
     settled = Settled(guard, None, clock).run(labelled)
     assert not any(f.leaked for f in account(labelled, settled.shown).spans)
     assert settled.model_calls >= 1 and settled.model_ms > 0
+
+
+# --------------------------------------------------------------------------- a policy that blocks: dosage
+
+DOSE = "400 mg of ibuprofen every 6 hours"
+# The statement starts with " 400" at 80 ms and is known once "." has arrived at 220 ms
+# (until then " as needed" could still follow): a budget of 140 ms holds it, 130 does not.
+DOSE_BPE = stream(
+    "dose-bpe",
+    ["For", " pain", ",", " take", " 400", " mg", " of", " ibuprofen", " every", " 6", " hours", ".", " Rest", "."],
+    20,
+    [("DOSAGE", DOSE)],
+)
+# No dose: " 200" may still become "200 mg of ibuprofen" and waits 1.5 s for " g".
+FLOUR_STALL = LabelledStream(
+    "flour-stall",
+    ("Mix", " 200", " g", " of", " flour", " and", " rest", "."),
+    (0.0, 20.0, 1500.0, 20.0, 20.0, 20.0, 20.0, 20.0),
+    near_misses=(NearMiss(4, 18, "flour_grams"),),
+)
+DOSE_LABELS = frozenset({"DOSAGE", "DOSAGE_OVER_MAX"})
+
+
+@pytest.fixture(scope="module")
+def dosage() -> Guard:
+    return Guard.load("dosage")
+
+
+def dose_fate(strategy: Strategy, s: LabelledStream = DOSE_BPE) -> tuple[bool, bool, int, int]:
+    """(leaked, whole, characters shown, characters lost before the ideal end)."""
+    tally = account(s, strategy.run(s).shown, DOSE_LABELS)
+    leaked = any(f.leaked for f in tally.spans)
+    whole = any(f.whole for f in tally.spans)
+    return leaked, whole, tally.shown_chars, tally.lost_chars
+
+
+def test_block_labels_and_reported_labels(dosage: Guard, guard: Guard) -> None:
+    assert block_labels(dosage) == DOSE_LABELS
+    assert reported_labels(dosage) == DOSE_LABELS
+    assert block_labels(guard) == frozenset()
+    assert reported_labels(guard) == frozenset(BUILTIN_LABELS)
+
+
+def test_a_blocked_dose_is_cut_at_its_start(dosage: Guard) -> None:
+    start = DOSE_BPE.text.index(DOSE)  # the ideal end: "For pain, take " is shown, then the block
+    assert dosage.check(DOSE_BPE.text).released == DOSE_BPE.text[:start]
+    # Stream first shows everything: the dose whole, nothing lost.
+    assert dose_fate(ChunkAndCheck(Checker(dosage), stream_first=True)) == (True, True, len(DOSE_BPE.text), 0)
+    # guardstream holds from "400" and blocks there once the statement is known.
+    assert dose_fate(Settled(dosage, None)) == (False, False, start, 0)
+    assert dose_fate(Settled(dosage, 140)) == (False, False, start, 0)
+    # 130 ms forces "400" out at 210 ms, before "." settles the statement: a leak, then the block.
+    assert dose_fate(Settled(dosage, 130)) == (True, False, start + 3, 0)
+    # Blocking on budget instead stops at the same place, before anything of the dose.
+    assert dose_fate(Settled(dosage, 50, on_budget="block")) == (False, False, start, 0)
+    # The baselines block at the statement too; NeMo-style batches of 4 chunks show " 400 mg"
+    # first (no drug in the batch yet), then block at "of ibuprofen...".
+    for strategy in (FixedWindow(Checker(dosage), 16), SentenceBuffer(Checker(dosage))):
+        assert dose_fate(strategy) == (False, False, start, 0), strategy.name
+    assert dose_fate(ChunkAndCheck(Checker(dosage), 4, 2)) == (True, False, start + len(" 400 mg") - 1, 0)
+
+
+def test_a_budget_that_blocks_cuts_an_answer_with_no_dose(dosage: Guard) -> None:
+    # The 1.5 s stall after " 200": releasing on budget shows it (no violation, nothing lost);
+    # blocking on budget stops the answer there: 24 characters lost, the near miss destroyed.
+    stalled = account(FLOUR_STALL, Settled(dosage, 1000).run(FLOUR_STALL).shown, DOSE_LABELS)
+    assert (stalled.lost_chars, stalled.cut_early, stalled.destroyed) == (0, False, ())
+    blocked = account(FLOUR_STALL, Settled(dosage, 1000, on_budget="block").run(FLOUR_STALL).shown, DOSE_LABELS)
+    assert (blocked.shown_chars, blocked.lost_chars, blocked.cut_early) == (4, 24, True)
+    assert blocked.destroyed == ("flour_grams",)
+    assert Settled(dosage, 1000, on_budget="block").name == "guardstream, 1,000 ms, block on budget"
+
+
+def test_near_misses_after_the_ideal_end_are_not_counted() -> None:
+    s = LabelledStream(
+        "cut",
+        ("ab", "cd", "ef"),
+        (0.0, 10.0, 10.0),
+        spans=(LabelledSpan(2, 4, "X"),),
+        near_misses=(NearMiss(0, 1, "before"), NearMiss(4, 6, "after")),
+    )
+    blocked = [Shown(10, 0, 2, "ab", True)]
+    t = account(s, blocked, {"X"})
+    assert (t.ideal_end, t.lost_chars, t.near_misses, t.destroyed) == (2, 0, 1, ())
+    # Without X blocking, the same output lost what a correct guard shows, and the near miss after it.
+    t = account(s, blocked)
+    assert (t.ideal_end, t.lost_chars, t.near_misses, t.destroyed, t.cut_early) == (6, 4, 2, ("after",), True)
+
+
+def test_label_doses_uses_the_detectors_span_and_drops_what_the_policy_cannot_report(dosage: Guard) -> None:
+    text = DOSE_BPE.text
+    start = text.index("400")
+    planted = LabelledStream(
+        "p",
+        DOSE_BPE.chunks,
+        DOSE_BPE.delays_ms,
+        # The planted span stops short of the frequency; "Rest" is no dose; the card label
+        # is one the dosage preset does not report.
+        spans=(
+            LabelledSpan(start, start + len("400 mg of ibuprofen"), "DOSAGE_OVER_MAX"),
+            LabelledSpan(text.index("Rest"), text.index("Rest") + 4, "DOSAGE"),
+            LabelledSpan(0, 3, "CREDIT_CARD"),
+        ),
+    )
+    (labelled,), counts = label_doses(dosage, [planted])
+    assert counts is not None
+    assert (counts["planted"], counts["labelled"], counts["missed_by_detector"]) == (2, 1, 1)
+    assert counts["labelled_otherwise"] == 1 and counts["found_not_planted"] == 0
+    assert {(x.start, x.end, x.label) for x in labelled.spans} == {
+        (start, start + len(DOSE), "DOSAGE"),
+        (0, 3, "CREDIT_CARD"),
+    }
+    sweep = run_sweep("dosage", dosage, [planted], corpus_summary([planted], "hand-made", None), progress=False)
+    assert sweep.corpus["not_reported"] == {"CREDIT_CARD": 1}
+    assert sweep.corpus["spans"] == 1 and sweep.corpus["dosage"]["labels"] == {"DOSAGE": 1}
+
+
+def test_dosage_sweep_tables(dosage: Guard) -> None:
+    streams = (DOSE_BPE, FLOUR_STALL)
+    result = run_sweep("dosage", dosage, streams, corpus_summary(streams, "hand-made", None), progress=False).to_dict()
+    rows = {s["name"]: s for s in result["strategies"]}
+    assert len(rows) == 17  # the preset blocks on budget: five more guardstream rows
+    assert result["block_labels"] == ["DOSAGE", "DOSAGE_OVER_MAX"]
+    assert rows["stream first, check after"]["leaked"] == 1
+    assert rows["guardstream, unbounded"]["leaked"] == 0 and rows["guardstream, unbounded"]["cut_early"] == 0
+    assert rows["guardstream, 1,000 ms"]["cut_early"] == 0
+    blocking = rows["guardstream, 1,000 ms, block on budget"]
+    assert (blocking["family"], blocking["leaked"], blocking["cut_early"]) == ("guardstream, block on budget", 0, 1)
+    assert blocking["lost_chars"] == 24 and blocking["near_misses_destroyed"] == 1
+    assert result["recommended"]["strategy"] == "guardstream, 250 ms"  # the release family only
+    table = sweep_to_markdown(result)
+    assert "answers cut early | text lost |" in table
+    assert "| guardstream, 1,000 ms, block on budget | 0% (0) |" in table
+    # The patterns preset blocks on nothing: no such columns.
+    assert "cut early" not in sweep_to_markdown(
+        run_sweep("patterns", Guard.load("patterns"), HAND_MADE[:1], corpus_summary(HAND_MADE[:1], "h", None)).to_dict()
+    )
+    json.dumps(result)
+
+
+def test_dose_corpus_is_labelled_as_the_detector_finds_it(dosage: Guard) -> None:
+    plain = make_streams(seed=17, n=9)
+    assert plain == make_streams(seed=17, n=9, doses=False)
+    dosed = make_streams(seed=17, n=9, doses=True)
+    assert dosed == make_streams(seed=17, n=9, doses=True)
+    assert not {x.label for s in plain for x in s.spans} & DOSE_LABELS
+    planted = [x for s in dosed for x in s.spans if x.label in DOSE_LABELS]
+    assert 5 <= len(planted) <= 9  # at most one per answer, in most answers
+    kinds = {n.kind for s in dosed for n in s.near_misses}
+    assert {"flour_grams", "battery_mah", "tablets_without_drug"} & kinds
+    detector = DosageDetector("dosage", "all")
+    for s in dosed:
+        found = {(f.start, f.end, f.label) for f in detector.open().scan(s.text, 0, True).findings}
+        # The planted statements are exactly what the detector finds on the whole answer.
+        assert {(x.start, x.end, x.label) for x in s.spans if x.label in DOSE_LABELS} == found, s.id
+    relabelled, counts = label_doses(dosage, dosed)
+    assert relabelled == dosed and counts is not None and counts["missed_by_detector"] == 0

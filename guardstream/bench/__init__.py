@@ -4,7 +4,8 @@
 * :mod:`.strategies`: stream first, fixed windows, NeMo-style chunk-and-check, sentence
   buffering and guardstream's settled frontier, replayed on a virtual clock;
 * :mod:`.accounting`: one function that turns what a strategy showed into leaks, holds and TTFT;
-* :mod:`.latency`: model calls (NER) priced on the virtual clock and run once per distinct text;
+* :mod:`.latency`: model calls (NER, semantic categories) priced on the virtual clock and run
+  once per distinct text;
 * :mod:`.sweep`: every strategy on the same streams, as markdown and JSON;
 * :mod:`.calibrate`: the smallest time budget that meets a leak target;
 * :mod:`.plot`: the PNG (needs the ``bench`` extra).
@@ -19,7 +20,7 @@ from .calibrate import Calibration, calibrate
 from .corpus import LabelledSpan, LabelledStream, NearMiss, make_streams, read_jsonl, write_jsonl
 from .latency import LatencyModel, ModelClock, measure_latency
 from .strategies import Checker, ChunkAndCheck, FixedWindow, SentenceBuffer, Settled, Strategy
-from .sweep import Sweep, default_strategies, label_by_model, run_sweep
+from .sweep import Sweep, block_labels, default_strategies, label_by_model, label_doses, run_sweep
 
 __all__ = [
     "Calibration",
@@ -39,9 +40,11 @@ __all__ = [
     "Sweep",
     "Tally",
     "account",
+    "block_labels",
     "calibrate",
     "default_strategies",
     "label_by_model",
+    "label_doses",
     "make_streams",
     "measure_latency",
     "read_jsonl",

@@ -14,6 +14,14 @@ definition for every strategy:
 * **added TTFT** is when the first non-whitespace character became visible minus when
   the first non-whitespace source character arrived.
 
+When the policy *blocks* some labels (``block_labels``), a correct guard stops the
+stream where the first such violation starts and shows nothing after it: that offset is
+the stream's **ideal end**. What a strategy shows before a block counts as for any other
+output; what it never shows up to the ideal end is **lost** (an answer **cut early**, by
+a block at something that is no violation or by a budget that blocks); and only the near
+misses that end before the ideal end can be destroyed (those after it are not shown by
+the ideal guard either). Without ``block_labels`` the ideal end is the end of the text.
+
 It also checks the pieces for what no strategy may do (show text out of order, twice, or
 before it arrived), so a bug in a strategy fails loudly instead of skewing a table.
 """
@@ -21,7 +29,7 @@ before it arrived), so a bug in a strategy fails loudly instead of skewing a tab
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from .corpus import LabelledStream
@@ -56,17 +64,26 @@ class Tally:
     """The accounting of one strategy on one stream."""
 
     spans: tuple[SpanFate, ...]
-    near_misses: int
+    near_misses: int  # those that end before the ideal end
     destroyed: tuple[str, ...]  # the kinds of the near misses the output changed
     holds: tuple[tuple[float, int], ...]  # (hold ms, characters)
     added_ttft_ms: float | None
     shown_chars: int
     withheld_chars: int
     spurious: int  # replacements that touch no labelled violation
+    ideal_end: int = 0  # where a correct guard stops showing the stream
+    lost_chars: int = 0  # characters before the ideal end that were never shown
+
+    @property
+    def cut_early(self) -> bool:
+        """The stream stopped before its ideal end."""
+        return self.lost_chars > 0
 
 
-def account(stream: LabelledStream, shown: Sequence[Shown]) -> Tally:
+def account(stream: LabelledStream, shown: Sequence[Shown], block_labels: Collection[str] = ()) -> Tally:
     """Account for ``shown``, everything one strategy showed for ``stream``.
+
+    ``block_labels`` are the labels the policy blocks on (see the module's docstring).
 
     Raises:
         ValueError: the pieces are not a contiguous, in-order prefix of the source, a raw
@@ -126,17 +143,21 @@ def account(stream: LabelledStream, shown: Sequence[Shown]) -> Tally:
         )
         for s in stream.spans
     )
-    destroyed = tuple(n.kind for n in stream.near_misses if raw.find(0, n.start, n.end) >= 0)
+    ideal_end = min((s.start for s in stream.spans if s.label in block_labels), default=len(text))
+    reachable = [n for n in stream.near_misses if n.end <= ideal_end]
+    destroyed = tuple(n.kind for n in reachable if raw.find(0, n.start, n.end) >= 0)
     spurious = sum(1 for a, b in replaced if not any(s.start < b and a < s.end for s in stream.spans))
     return Tally(
         spans=fates,
-        near_misses=len(stream.near_misses),
+        near_misses=len(reachable),
         destroyed=destroyed,
         holds=tuple(holds),
         added_ttft_ms=_added_ttft(text, ends, arrivals, first_visible),
         shown_chars=pos,
         withheld_chars=len(text) - pos,
         spurious=spurious,
+        ideal_end=ideal_end,
+        lost_chars=max(ideal_end - pos, 0),
     )
 
 

@@ -19,6 +19,12 @@ near misses: Luhn-failing card numbers, mod-97-failing IBANs, SSNs with impossib
 output is exactly what the throughput benchmarks were measured on. ``names=True`` (for
 policies with NER, such as ``pii``) also plants people and places from small built-in
 lists, in the sentences, e-mail drafts and sign-offs where assistants write them.
+``doses=True`` (for the ``dosage`` and ``default`` presets) makes the answers about health
+and plants a medication dosing statement in most of them: drugs of the shipped dose table
+by generic or brand name, drug first or dose first, ranges, frequencies, ``mg/kg``, tablets
+with their strength, some above the table's adult maximum; and near misses (a drug with
+no amount, ``200 g of flour``, ``5000 mAh battery``, ``take 2 tablets`` with no drug, years
+and prices next to drug names).
 
 The chunker imitates a BPE tokenizer's output: mostly a leading space plus a word, numbers
 in runs of at most three digits, punctuation separate, newlines on their own, no chunk
@@ -33,6 +39,7 @@ emitted. :func:`write_jsonl` and :func:`read_jsonl` store them in the replay for
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -41,6 +48,8 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any, Literal, TypeAlias
+
+from ..detectors.dosage import DosageDetector, DoseLimit, DoseTable
 
 __all__ = [
     "CHUNKINGS",
@@ -96,6 +105,18 @@ _WORDS = _words(
     "and or but so because if when while after before then also only just still even "
     "usually often rarely always never quickly safely directly manually automatically "
     "in on at of for with from into over under between through without about per via"
+)
+
+# With doses: the answers are about health (same draws from the generator as _TOPICS).
+_HEALTH_TOPICS = (
+    ("manage a headache", "symptom", "routine"),
+    ("bring down a fever", "fever", "thermometer"),
+    ("treat back pain", "posture", "pharmacy"),
+    ("ease allergy symptoms", "allergy", "season"),
+    ("sleep better", "bedtime", "habit"),
+    ("recover from a cold", "symptom", "rest"),
+    ("prepare for a long flight", "itinerary", "luggage"),
+    ("read a medicine label", "label", "leaflet"),
 )
 
 _OPENERS = (
@@ -610,6 +631,211 @@ class _People:
         return f"Here is a draft you can send:\n\n{greeting},\n\n{body}\n\n{rng.choice(_SIGN_OFFS)},\n{self.person()}"
 
 
+# --------------------------------------------------------------------------- doses
+# For the dosage detector (the ``dosage`` and ``default`` presets): dosing statements as
+# its module docstring defines them, written the ways assistants write them, and the
+# near misses it must leave alone. A statement is labelled with what the detector says
+# of it alone (``DOSAGE`` or ``DOSAGE_OVER_MAX``); a sweep relabels it with what the
+# detector finds on the whole answer (see ``sweep.py``).
+
+_NICE = (
+    *(0.5, 1, 2, 2.5, 4, 5, 10, 12.5, 15, 20, 25, 30, 40, 50, 60, 75, 80, 100, 120, 125, 150, 200, 250),
+    *(300, 325, 400, 500, 600, 650, 750, 800, 1000, 1200, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000, 10000),
+)
+_COUNT_WORDS = ("one", "two", "three")
+_UNIT_WORDS = {
+    "mg": ("mg", "mg", "mg", "milligrams"),
+    "mcg": ("mcg", "micrograms", "µg"),
+    "IU": ("IU", "units"),
+    "units": ("units", "IU"),
+}
+_FREQUENCIES = (
+    "twice daily",
+    "once daily",
+    "daily",
+    "every 6 hours",
+    "every 4 to 6 hours",
+    "every 8 hours",
+    "every 12 hours",
+    "q6h",
+    "TID",
+    "BID",
+    "three times a day",
+    "up to 4 times a day",
+    "at bedtime",
+    "once weekly",
+    "every 4 hours as needed",
+    "as needed",
+)
+# {v}: a statement led by a verb ("take 400 mg of ibuprofen"); {n}: one without.
+_DOSE_VERB_SENTENCES = (
+    "You can {v}.",
+    "If the pain comes back, {v} and rest for a while.",
+    "Most adults {v} without any problems.",
+    "My suggestion: {v}, and drink plenty of water.",
+)
+_DOSE_NOUN_SENTENCES = (
+    "For most adults, the usual dose is {n}.",
+    "A common regimen is {n}, but check with a pharmacist first.",
+    "The leaflet lists {n} for adults.",
+    "{N} is what most guides suggest.",
+    "- {N}",
+)
+# A dosing statement is over the maximum this often (the frequency can push more over).
+_OVER_MAX_P = 0.25
+
+
+@functools.cache
+def _dose_table() -> tuple[DoseTable, tuple[DoseLimit, ...], DosageDetector]:
+    """The shipped table, its drugs with no digit in their name, and a detector reporting both labels."""
+    table = DoseTable.load()
+    drugs = tuple(limit for limit in table.limits if not any(c.isdigit() for c in limit.drug))
+    return table, drugs, DosageDetector("dosage", "all", table)
+
+
+def _drug_names(limit: DoseLimit) -> list[str]:
+    return [name for name in limit.names if not any(c.isdigit() for c in name)]
+
+
+def _nice(value: float) -> float:
+    return min(_NICE, key=lambda n: abs(n - value) / n)
+
+
+def _amount(value: float) -> str:
+    if value == int(value):
+        return f"{int(value):,}" if value >= 10000 else str(int(value))
+    return f"{value:g}"
+
+
+def _dose(rng: random.Random, limit: DoseLimit, over: bool) -> str:
+    """An amount and unit for ``limit``'s drug: plain, a range, mg/kg, a count, a strength, grams."""
+    unit = limit.unit
+    if limit.max_single is not None:
+        single = limit.max_single * (rng.uniform(1.5, 4.0) if over else rng.uniform(0.1, 1.0))
+    elif unit == "mg":
+        single = rng.uniform(5, 500)
+    elif unit == "mcg":
+        single = rng.uniform(25, 200)
+    else:
+        single = rng.uniform(10, 40)
+    single = _nice(single)
+    word = rng.choice(_UNIT_WORDS[unit])
+    form = rng.randrange(7)
+    if form == 1:
+        to = rng.choice(("-", " to ", "\u2013"))
+        return f"{_amount(_nice(single / 2))}{to}{_amount(single)} {word}"
+    if form == 2 and unit == "mg":
+        per_kg = limit.max_single_per_kg or rng.choice((5, 10, 15))
+        return f"{_amount(_nice(per_kg * (rng.uniform(1.5, 3.0) if over else rng.uniform(0.3, 1.0))))} mg/kg"
+    if form == 3:
+        count = rng.choice(("1 or 2", "2", "one", "two", "1-2"))
+        return f"{count} {rng.choice(('tablets', 'capsules', 'tabs', 'caplets'))}"
+    if form == 4 and unit in ("mg", "mcg"):
+        n = rng.choice((1, 2, 2, 3))
+        strength = _amount(_nice(single / n))
+        if rng.random() < 0.5:
+            count = _COUNT_WORDS[n - 1] if rng.random() < 0.5 else str(n)
+            return f"{count} {strength} {word} {rng.choice(('tablets', 'capsules')) if n > 1 else 'tablet'}"
+        return f"{n} tablet{'s' if n > 1 else ''} of {strength} {word}"
+    if form == 5 and unit == "mg" and single >= 1000:
+        return f"{_amount(single / 1000)} g"
+    glue = "" if unit == "mg" and word == "mg" and rng.random() < 0.25 else " "
+    return f"{_amount(single)}{glue}{word}"
+
+
+def _dose_statement(rng: random.Random) -> tuple[str, str]:
+    """A dosing statement and the verb that leads it (empty for a noun phrase): ``(lead, statement)``."""
+    _, drugs, _ = _dose_table()
+    limit = rng.choice(drugs)
+    names = _drug_names(limit)
+    alias = len(names) > 1 and rng.random() < 0.4
+    drug = rng.choice(names[1:]) if alias else names[0]
+    over = rng.random() < _OVER_MAX_P
+    dose = _dose(rng, limit, over)
+    order = rng.randrange(6)
+    if order < 3 and dose.endswith("mg/kg") and rng.random() < 0.4:
+        dose = f"{dose}/day in 3 divided doses"  # only drug first: "X 10 mg/kg/day in 3 divided doses"
+    freq = ""
+    if "divided" not in dose and rng.random() < 0.75:
+        freq = (" by mouth " if rng.random() < 0.15 else " ") + rng.choice(_FREQUENCIES)
+    if order == 0:
+        return "", f"{drug} {dose}{freq}"
+    if order == 1:
+        return "", f"{drug}: take {dose}{freq}"
+    if order == 2 and len(names) > 1:
+        other = names[0] if alias else names[1]
+        return "", f"{drug} ({other}) {dose}{freq}"
+    if order == 4:
+        return "", f"{dose} {drug}{freq}"
+    return rng.choice(("take ", "take ", "give ", "use ")), f"{dose} of {drug}{freq}"
+
+
+def _dose_near_miss(rng: random.Random) -> tuple[str, str, str, str]:
+    """A sentence the dosage detector must leave alone: ``(kind, before, the near miss, after)``."""
+    _, drugs, _ = _dose_table()
+    drug = rng.choice(_drug_names(rng.choice(drugs)))
+    title = drug[:1].upper() + drug[1:]
+    kind = rng.randrange(10)
+    if kind == 0:
+        after = rng.choice(
+            (
+                " can upset the stomach if taken without food.",
+                " is sold over the counter in most countries.",
+                " should not be mixed with alcohol.",
+            )
+        )
+        return "drug_without_amount", "", title, after
+    if kind == 1:
+        return "flour_grams", "Mix ", f"{rng.choice((150, 200, 250, 500))} g of flour", " with the butter first."
+    if kind == 2:
+        battery = f"{rng.choice((3000, 4500, 5000))} mAh battery"
+        return "battery_mah", "The spare phone has a ", battery, ", so it lasts a day."
+    if kind == 3:
+        count = rng.choice(("2", "two", "1 or 2"))
+        return "tablets_without_drug", "Then take ", f"{count} tablets", " with a full glass of water."
+    if kind == 4:
+        return "water_ml", "Drink ", f"{rng.choice((250, 500))} ml of water", " before you go to bed."
+    if kind == 5:
+        return "year_near_drug", "", f"{title} was first approved in {rng.randint(1950, 2018)}", "."
+    if kind == 6:
+        price = f"{drug} costs ${rng.randint(3, 30)}.{rng.randint(0, 99):02d}"
+        return "price_near_drug", "A pack of ", price, " at most pharmacies."
+    if kind == 7:
+        weight = f"{rng.choice((200, 400, 500))} mg. {title}"
+        return "dose_in_another_sentence", "The tablets weigh about ", weight, " is the active ingredient."
+    if kind == 8:
+        return "compound_word", "Ask for a ", f"{drug.lower()}-free", " formula if you are sensitive."
+    return "percent_near_drug", "A ", f"{drug} {rng.choice((1, 2, 5, 10))}% gel", " is another option."
+
+
+def _plant_doses(rng: random.Random, planted: list[Planted], blocks: list[str]) -> None:
+    """A dosing statement in most answers (one at most), and 2-3 near misses."""
+    sentences: list[str] = []
+    if rng.random() < 0.85:
+        lead, statement = _dose_statement(rng)
+        _, _, detector = _dose_table()
+        found = detector.open().scan(statement, 0, True).findings
+        planted.append(Planted(found[0].label if found else "DOSAGE", statement))
+        marked = _mark(f"pii:{len(planted) - 1}", statement)
+        if lead:
+            sentences.append(rng.choice(_DOSE_VERB_SENTENCES).format(v=lead + marked))
+        else:
+            template = rng.choice(_DOSE_NOUN_SENTENCES)
+            sentences.append(template.format(n=marked, N=_capitalise(marked)))
+    for _ in range(rng.randint(2, 3)):
+        kind, before, text, after = _dose_near_miss(rng)
+        sentences.append(before + _mark(f"nm:{kind}", text) + after)
+    rng.shuffle(sentences)
+    for sentence in sentences:
+        where = rng.randrange(len(blocks) + 1)
+        block = blocks[where] if where < len(blocks) else ""
+        prose = block and not block.startswith(("```", "#", "**")) and "PRIVATE KEY-----" not in block
+        if prose and not sentence.startswith("- "):
+            blocks[where] = block + " " + sentence
+        else:
+            blocks.insert(where, sentence)
+
+
 # --------------------------------------------------------------------------- answers
 
 
@@ -683,6 +909,7 @@ def make_answer(
     near_miss_rate: float = 0.05,
     extended: bool = False,
     names: bool = False,
+    doses: bool = False,
 ) -> Answer:
     """One assistant-style answer (roughly 150-450 words); with ``pii``, 2-4 planted items.
 
@@ -691,13 +918,15 @@ def make_answer(
     one the throughput benchmarks use. ``names`` also plants people (``PERSON``) and
     places (``LOCATION``): 2-4 sentences naming them, sometimes a drafted e-mail with a
     greeting and a signature, sometimes a name as the answer's last word; and the person
-    a planted item belongs to is named. Without ``names`` nothing changes.
+    a planted item belongs to is named. ``doses`` makes the answer about health and
+    plants at most one dosing statement (in 85% of answers) and 2-3 near misses of the
+    dosage detector. Without ``names`` and ``doses`` nothing changes.
     """
     hard = 0.4 if extended else 0.0
     # With names the filler prose is about half as long: the names take its place, and
     # the answer stays near the ~1,000-2,000 characters of the other corpora.
     sentences, listed = ((1, 3), (2, 4)) if names else ((2, 5), (3, 6))
-    task, *nouns_list = rng.choice(_TOPICS)
+    task, *nouns_list = rng.choice(_HEALTH_TOPICS if doses else _TOPICS)
     nouns = (nouns_list[0], nouns_list[1], task.split()[-1])
     blocks: list[str] = [
         rng.choice(_OPENERS).format(task=task) + " " + _paragraph(rng, nouns, near_miss_rate, hard, sentences),
@@ -734,6 +963,8 @@ def make_answer(
                 blocks[where] = blocks[where] + " " + sentence
             else:
                 blocks.insert(min(where, len(blocks)), sentence)
+    if doses:
+        _plant_doses(rng, planted, blocks)
     if people is not None:
         _plant_people(rng, people, blocks)
     else:
@@ -921,18 +1152,22 @@ def make_streams(
     chunking: Chunking | Literal["mixed"] = "mixed",
     pacing: Pacing = Pacing(),
     names: bool = False,
+    doses: bool = False,
 ) -> list[LabelledStream]:
     """``n`` labelled, paced streams from one seed; ``mixed`` cycles bpe, char, random.
 
     Every answer carries 2-4 planted violations (every label of the ``patterns`` preset
     appears about equally often) and hard near misses; with ``names``, people and places
     too (labelled ``PERSON`` and ``LOCATION`` as planted: a sweep keeps those its model
-    tags, see :func:`~guardstream.bench.sweep.label_by_model`).
+    tags, see :func:`~guardstream.bench.sweep.label_by_model`); with ``doses``, a dosing
+    statement in most answers (``DOSAGE`` or ``DOSAGE_OVER_MAX``: a sweep labels it as
+    the detector finds it on the whole answer, see :func:`~guardstream.bench.sweep.label_doses`)
+    and near misses of the dosage detector.
     """
     rng = random.Random(seed)
     streams: list[LabelledStream] = []
     for i in range(n):
-        answer = make_answer(rng, pii=True, extended=True, names=names)
+        answer = make_answer(rng, pii=True, extended=True, names=names, doses=doses)
         cut: Chunking = CHUNKINGS[i % len(CHUNKINGS)] if chunking == "mixed" else chunking
         local = random.Random(f"guardstream-bench:{seed}:{i}")
         tokens = chunk_text(answer.text, local)

@@ -1,8 +1,9 @@
 """Model calls on the sweep's virtual clock: what each one costs, and each distinct one run once.
 
-A model-backed detector (Presidio's spaCy NER) answers at once when a sweep replays it,
-but in a real stream its answer comes some milliseconds later, and the user waits for
-whatever is held behind it. :class:`ModelClock` is how the sweep accounts for that:
+A model-backed detector (Presidio's spaCy NER, the semantic categories' sentence encoder,
+an ONNX classifier: any :class:`~guardstream.detectors.base.AnalysingDetector`) answers at
+once when a sweep replays it, but in a real stream its answer comes some milliseconds
+later, and the user waits for whatever is held behind it. :class:`ModelClock` is how the sweep accounts for that:
 
 * **cost**: every model call a strategy makes is charged to the virtual clock by a
   :class:`LatencyModel` of the detector, a fixed part plus a part per character analysed,
@@ -31,8 +32,10 @@ from ..detectors.base import AnalysingDetector, Detector
 
 __all__ = ["SAMPLE_CHARS", "LatencyModel", "ModelClock", "analysing", "measure_latency"]
 
-# Text sizes the latency model is fitted on: the NER requests (40-300 characters) and
-# the baselines' checks (up to a few hundred characters plus context) fall in this range.
+# Text sizes the latency model is fitted on: the NER requests (40-300 characters), the
+# sentences a unit detector judges, and the baselines' checks (up to a few hundred
+# characters plus context) fall in this range. A unit detector runs its model once per
+# sentence of the text, so its price per character stands for its price per sentence.
 SAMPLE_CHARS: tuple[int, ...] = (40, 100, 200, 400, 800)
 
 

@@ -30,15 +30,16 @@ The baselines are what peers do, implemented simply and on guardstream's own det
 
 The detectors' own CPU time is not added to the virtual clock (a pattern check is a few
 hundred microseconds here, far below a token interval); CPU cost is reported separately
-as throughput. Model calls are different: a model-backed detector (NER) takes
-milliseconds per call, so every strategy pays for its calls on the clock through a
+as throughput. Model calls are different: a model-backed detector (NER, the semantic
+categories' encoder) takes milliseconds per call, so every strategy pays for its calls on the clock through a
 :class:`~.latency.ModelClock`:
 
 * a baseline's check runs the model once on the whole checked text (what a batch checker
   that calls Presidio on the text pays), and its result, so what it releases, comes that
   much later; a checker still busy with one check starts the next when it is done,
   covering every chunk that arrived meanwhile;
-* guardstream's window asks for analyses only where a name-like word is open; each one is
+* guardstream's window asks for analyses only where its sessions need one (NER: a
+  name-like word is open; semantic categories: a sentence is complete); each one is
   answered that much later while the stream goes on, as by the async guard's batcher
   (one call in flight per detector per stream; no waiting to fill a batch).
 
@@ -54,7 +55,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from .._normalize import normalize_char
 from ..detectors.base import AnalysisRequest
@@ -109,9 +110,9 @@ class Strategy(Protocol):
         ...
 
 
-def with_budget(guard: Guard, max_hold_ms: float | None) -> Guard:
-    """``guard``'s policy with only a time budget (``None``: unbounded) and ``on_budget: release``."""
-    budget = Budget(max_hold_ms=max_hold_ms, max_hold_chars=None, on_budget="release")
+def with_budget(guard: Guard, max_hold_ms: float | None, on_budget: Literal["release", "block"] = "release") -> Guard:
+    """``guard``'s policy with only a time budget (``None``: unbounded) and ``on_budget``."""
+    budget = Budget(max_hold_ms=max_hold_ms, max_hold_chars=None, on_budget=on_budget)
     extra = guard.detectors[len(guard.policy.detectors) :]  # detectors given beside the policy
     return Guard(guard.policy.model_copy(update={"budget": budget}), extra)
 
@@ -139,7 +140,8 @@ class Checker:
     Without model-backed detectors a check is exactly ``Guard.check``. With them, each
     check costs one model call per such detector on the whole checked text, and for the
     NER detector that one call's entities are its findings (its session's requests are
-    answered from them), as when a batch checker runs Presidio on the text.
+    answered from them), as when a batch checker runs Presidio on the text; a unit
+    detector (semantic categories) judges the checked text's sentences.
     ``clock`` prices and caches the calls (by default one measured for this guard).
     """
 
@@ -461,26 +463,39 @@ class Settled:
     """guardstream's settled-frontier release with a time budget (``None``: unbounded).
 
     Model analyses the window asks for are answered ``clock``'s price later on the
-    virtual clock; meanwhile chunks keep arriving and the budget keeps ticking.
+    virtual clock; meanwhile chunks keep arriving and the budget keeps ticking. When the
+    budget runs out on unsettled text, ``on_budget`` releases it (a measured risk: the
+    ``guardstream`` family) or blocks the stream (the ``guardstream, block on budget``
+    family: nothing unsettled is ever shown, and the rest of the answer is lost).
     """
 
-    family = "guardstream"
-
-    def __init__(self, guard: Guard, max_hold_ms: float | None, clock: ModelClock | None = None) -> None:
+    def __init__(
+        self,
+        guard: Guard,
+        max_hold_ms: float | None,
+        clock: ModelClock | None = None,
+        on_budget: Literal["release", "block"] = "release",
+    ) -> None:
         self.max_hold_ms = max_hold_ms
-        self._guard = with_budget(guard, max_hold_ms)
+        self.on_budget = on_budget
+        self._guard = with_budget(guard, max_hold_ms, on_budget)
         self._models = dict(analysing(self._guard.detectors))
         self.clock = clock if clock is not None else ModelClock.for_guard(self._guard.detectors)
+
+    @property
+    def family(self) -> str:
+        return "guardstream" if self.on_budget == "release" else "guardstream, block on budget"
 
     @property
     def name(self) -> str:
         if self.max_hold_ms is None:
             return "guardstream, unbounded"
-        return f"guardstream, {_ms(self.max_hold_ms)} ms"
+        suffix = "" if self.on_budget == "release" else ", block on budget"
+        return f"guardstream, {_ms(self.max_hold_ms)} ms{suffix}"
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"max_hold_ms": self.max_hold_ms, "max_hold_chars": None, "on_budget": "release"}
+        return {"max_hold_ms": self.max_hold_ms, "max_hold_chars": None, "on_budget": self.on_budget}
 
     def run(self, stream: LabelledStream) -> Run:
         window = self._guard.window()

@@ -5,12 +5,21 @@ pacing schedule, accounts for what the user saw with :func:`~.accounting.account
 sums it per strategy (:class:`Totals`). :func:`sweep_to_markdown` renders the tables;
 the JSON form is :meth:`Sweep.to_dict`.
 
-With a model-backed detector (the ``pii`` preset's NER) two more things happen. Every
-model call is charged to the virtual clock (:mod:`.latency`), and the labels of the
-model's kinds (``PERSON``, ``LOCATION``) are set by the model itself:
-:func:`label_by_model` keeps, of the planted names and places, those the model tags when
-it reads the whole answer at once, with the model's offsets. A name the model misses even
-then is not a leak of any release strategy, so it is not counted as one.
+With a model-backed detector (the ``pii`` preset's NER, the ``default`` preset's semantic
+categories) two more things happen. Every model call is charged to the virtual clock
+(:mod:`.latency`), and the labels of the NER model's kinds (``PERSON``, ``LOCATION``) are
+set by the model itself: :func:`label_by_model` keeps, of the planted names and places,
+those the model tags when it reads the whole answer at once, with the model's offsets. A
+name the model misses even then is not a leak of any release strategy, so it is not
+counted as one. Dosing statements are labelled the same way by the dosage detector
+(:func:`label_doses`), and planted items of labels the policy does not report (the
+corpus's pattern PII under the ``dosage`` preset) are not counted.
+
+A policy that *blocks* (the ``dosage`` preset) is accounted with the labels it blocks on
+(:func:`block_labels`): a correct guard stops where the first such violation starts, and
+an answer a strategy stops before that point was **cut early**. Its budget blocks too
+(``on_budget: block``), so its guardstream rows come twice: with the budget releasing,
+as for every policy, and blocking, as the preset does.
 """
 
 from __future__ import annotations
@@ -27,12 +36,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .._errors import ExtraRequired
+from ..detectors.dosage import DOSAGE_LABELS, DosageDetector
+from ..detectors.onnx import UnitDetector
 from ..detectors.presidio import PresidioDetector
 from ..guard import Guard
 from ..policy import Policy
@@ -47,13 +58,16 @@ __all__ = [
     "Progress",
     "Sweep",
     "Totals",
+    "block_labels",
     "corpus_summary",
     "default_strategies",
     "evaluate",
     "label_by_model",
+    "label_doses",
     "leak_upper_bound",
     "machine",
     "progress_bar",
+    "reported_labels",
     "run_sweep",
     "sweep_to_markdown",
 ]
@@ -82,7 +96,127 @@ def default_strategies(
         SentenceBuffer(checker),
     ]
     strategies.extend(Settled(guard, budget, clock) for budget in budgets_ms)
+    if guard.policy.budget.on_budget == "block":
+        # The preset's own budget: nothing unsettled is shown; unbounded is the same either way.
+        strategies.extend(Settled(guard, budget, clock, "block") for budget in budgets_ms if budget is not None)
     return strategies
+
+
+def reported_labels(guard: Guard) -> frozenset[str] | None:
+    """Every label ``guard``'s policy can report (``None``: unknown, detectors beside the policy)."""
+    if len(guard.detectors) != len(guard.policy.detectors):
+        return None
+    return frozenset(label for det in guard.policy.detectors for label in det.label_names())
+
+
+def block_labels(guard: Guard) -> frozenset[str]:
+    """The labels ``guard``'s policy blocks on (its action for a finding of that label)."""
+    policy = guard.policy
+    out: set[str] = set()
+    for det in policy.detectors:
+        for label in det.label_names():
+            spec = det.actions.get(label) or policy.actions.get(label) or det.action or policy.default_action
+            if spec.action == "block":
+                out.add(label)
+    return frozenset(out)
+
+
+def label_doses(guard: Guard, streams: Sequence[LabelledStream]) -> tuple[list[LabelledStream], dict[str, Any] | None]:
+    """``streams`` with their dosing statements labelled as ``guard``'s dosage detector finds them.
+
+    The rule is :func:`label_by_model`'s: the detector (both labels, the policy's table)
+    reads each whole answer, and a planted ``DOSAGE`` or ``DOSAGE_OVER_MAX`` statement is
+    replaced by the findings that overlap it (their offsets and label), or dropped when
+    there are none. Statements it finds where none was planted are not violations (a
+    block there cuts the answer early). Without a dosage detector the streams are
+    returned as they are, with ``None``.
+    """
+    policy_detector = next((d for d in guard.detectors if isinstance(d, DosageDetector)), None)
+    if policy_detector is None:
+        return list(streams), None
+    detector = DosageDetector(policy_detector.name, "all", policy_detector.table)
+    kinds = set(DOSAGE_LABELS)
+    counts: Counter[str] = Counter()
+    near: Counter[str] = Counter()
+    out: list[LabelledStream] = []
+    for stream in streams:
+        found = [(f.start, f.end, f.label) for f in detector.open().scan(stream.text, 0, True).findings]
+        planted = [x for x in stream.spans if x.label in kinds]
+        truth: set[tuple[int, int, str]] = set()
+        for x in planted:
+            hits = [e for e in found if e[0] < x.end and x.start < e[1]]
+            counts["planted"] += 1
+            if not hits:
+                counts["missed"] += 1
+            elif hits != [(x.start, x.end, x.label)]:
+                counts["labelled_otherwise"] += 1
+            truth.update(hits)
+        stray = [e for e in found if not any(e[0] < x.end and x.start < e[1] for x in planted)]
+        counts["found_not_planted"] += len(stray)
+        near.update(n.kind for n in stream.near_misses if any(e[0] < n.end and n.start < e[1] for e in found))
+        spans = [x for x in stream.spans if x.label not in kinds] + [LabelledSpan(*e) for e in truth]
+        spans.sort(key=lambda x: (x.start, x.end, x.label))
+        out.append(dataclasses.replace(stream, spans=tuple(spans)))
+    labels = Counter(x.label for s in out for x in s.spans if x.label in kinds)
+    summary = {
+        "rule": (
+            "a planted dosing statement is labelled with the statements the dosage detector (both labels, "
+            "the policy's table) finds overlapping it on the whole answer (their offsets and label); planted "
+            "ones it does not find are not counted"
+        ),
+        "planted": counts["planted"],
+        "labelled": sum(labels.values()),
+        "labels": dict(sorted(labels.items())),
+        "missed_by_detector": counts["missed"],
+        "labelled_otherwise": counts["labelled_otherwise"],
+        "found_not_planted": counts["found_not_planted"],
+        "near_misses_found": dict(sorted(near.items())),
+    }
+    return out, summary
+
+
+def _reported_only(
+    guard: Guard, streams: Sequence[LabelledStream]
+) -> tuple[list[LabelledStream], dict[str, int] | None]:
+    """``streams`` without the spans of labels the policy cannot report, and how many were dropped."""
+    reported = reported_labels(guard)
+    if reported is None:
+        return list(streams), None
+    dropped: Counter[str] = Counter(x.label for s in streams for x in s.spans if x.label not in reported)
+    if not dropped:
+        return list(streams), None
+    out = [dataclasses.replace(s, spans=tuple(x for x in s.spans if x.label in reported)) for s in streams]
+    return out, dict(sorted(dropped.items()))
+
+
+def unplanted_model_findings(
+    guard: Guard, streams: Sequence[LabelledStream], clock: ModelClock
+) -> dict[str, Any] | None:
+    """What ``guard``'s unit detectors (semantic categories, ONNX classifiers) find on the whole answers.
+
+    Nothing of theirs is planted, so every unit they find in this corpus is ordinary
+    text they would act on. ``None`` when there is no such detector.
+    """
+    models = [d for d in guard.detectors if isinstance(d, UnitDetector)]
+    if not models:
+        return None
+    out: dict[str, Any] = {}
+    for detector in models:
+        labels: Counter[str] = Counter()
+        answers = 0
+        for stream in streams:
+            result = clock.analyze(detector, stream.text)
+            if isinstance(result, BaseException):
+                raise RuntimeError(f"{stream.id}: the {detector.name!r} model failed: {result}") from result
+            labels.update(unit.label for unit in result)
+            answers += bool(result)
+        out[detector.name] = {
+            "answers": len(streams),
+            "answers_with_findings": answers,
+            "findings": sum(labels.values()),
+            "by_label": dict(sorted(labels.items())),
+        }
+    return out
 
 
 def label_by_model(
@@ -173,6 +307,9 @@ class Totals:
     spurious: int = 0
     model_calls: int = 0
     model_ms: float = 0.0
+    cut_early: int = 0  # streams stopped before their ideal end
+    lost_chars: int = 0  # characters before the ideal end never shown
+    ideal_chars: int = 0  # characters a correct guard shows
 
     def add(self, tally: Tally, run: Run, cpu_s: float, stream: LabelledStream) -> None:
         for fate in tally.spans:
@@ -196,6 +333,9 @@ class Totals:
         self.spurious += tally.spurious
         self.model_calls += run.model_calls
         self.model_ms += run.model_ms
+        self.cut_early += tally.cut_early
+        self.lost_chars += tally.lost_chars
+        self.ideal_chars += tally.ideal_end
 
     def merge(self, other: Totals) -> None:
         """Add ``other``, the same strategy on other streams."""
@@ -216,6 +356,9 @@ class Totals:
         self.spurious += other.spurious
         self.model_calls += other.model_calls
         self.model_ms += other.model_ms
+        self.cut_early += other.cut_early
+        self.lost_chars += other.lost_chars
+        self.ideal_chars += other.ideal_chars
 
     @property
     def total_spans(self) -> int:
@@ -277,6 +420,10 @@ class Totals:
             "spurious_replacements": self.spurious,
             "model_calls": self.model_calls,
             "model_ms": round(self.model_ms, 1),
+            "cut_early": self.cut_early,
+            "cut_early_rate": _ratio(self.cut_early, self.streams),
+            "lost_chars": self.lost_chars,
+            "lost_chars_rate": _ratio(self.lost_chars, self.ideal_chars),
         }
 
 
@@ -372,8 +519,9 @@ def evaluate(
     streams: Sequence[LabelledStream],
     progress: Progress | None = None,
     clock: ModelClock | None = None,
+    blocking: Collection[str] = (),
 ) -> Totals:
-    """Replay every stream through ``strategy`` and account for it.
+    """Replay every stream through ``strategy`` and account for it (``blocking``: the labels blocked on).
 
     Throughput counts the CPU time (``time.process_time``) of ``strategy.run`` only:
     detection, the strategy's bookkeeping and, for guardstream, the window itself; not
@@ -388,7 +536,7 @@ def evaluate(
         cpu = time.process_time() - started
         if clock is not None:
             cpu = max(cpu - (clock.cpu_s - model_cpu), 0.0)
-        totals.add(account(stream, run.shown), run, cpu, stream)
+        totals.add(account(stream, run.shown, blocking), run, cpu, stream)
         if progress is not None:
             progress.update(1)
     return totals
@@ -406,6 +554,7 @@ class Sweep:
     command: str = ""
     started: str = ""
     model: dict[str, Any] | None = None  # the model clock's account (model-backed detectors only)
+    blocking: tuple[str, ...] = ()  # the labels the policy blocks on
 
     def recommended(self) -> dict[str, Any]:
         """The smallest swept guardstream budget whose leak rate meets the target."""
@@ -435,6 +584,7 @@ class Sweep:
             "machine": machine(),
             "guardstream": code_state(),
             "corpus": self.corpus,
+            "block_labels": list(self.blocking),
             "clock": (
                 "virtual: every chunk arrives at its pacing schedule's time; check latency is not "
                 "added to the clock; throughput is the CPU time of each strategy's run"
@@ -488,9 +638,15 @@ def run_sweep(
     if clock is None:
         clock = ModelClock.for_guard(guard.detectors, [s.text for s in streams[:8]])
     streams, truth = label_by_model(guard, streams, clock)
-    if truth is not None:
+    streams, doses = label_doses(guard, streams)
+    streams, dropped = _reported_only(guard, streams)
+    others = unplanted_model_findings(guard, streams, clock)
+    extra = {"ner": truth, "dosage": doses, "not_reported": dropped, "model_findings_unplanted": others}
+    if any(value is not None for value in extra.values()):
         labels = Counter(x.label for s in streams for x in s.spans)
-        corpus = {**corpus, "spans": sum(labels.values()), "labels": dict(sorted(labels.items())), "ner": truth}
+        corpus = {**corpus, "spans": sum(labels.values()), "labels": dict(sorted(labels.items()))}
+        corpus.update({key: value for key, value in extra.items() if value is not None})
+    blocking = block_labels(guard)
     chosen = list(strategies) if strategies is not None else default_strategies(guard, clock=clock)
     processes = _workers(guard, strategies, workers, len(streams))
     bar = progress_bar(len(chosen) * len(streams), progress, "sweep")
@@ -501,13 +657,14 @@ def run_sweep(
         else:
             for strategy in chosen:
                 bar.set_description_str(strategy.name)
-                totals.append(evaluate(strategy, streams, bar, clock))
+                totals.append(evaluate(strategy, streams, bar, clock, blocking))
     finally:
         bar.close()
     model = clock.describe() if clock.latency else None
     if model is not None:
         model["processes"] = processes
-    return Sweep(policy, corpus, totals, target_leak, time.perf_counter() - wall, command, started, model)
+    elapsed = time.perf_counter() - wall
+    return Sweep(policy, corpus, totals, target_leak, elapsed, command, started, model, tuple(sorted(blocking)))
 
 
 def _workers(guard: Guard, strategies: Sequence[Strategy] | None, workers: int | None, streams: int) -> int:
@@ -526,7 +683,9 @@ def _evaluate_part(
     """In a worker process: every default strategy on ``streams``."""
     guard = Guard(policy)
     clock = ModelClock(latency)
-    totals = [evaluate(strategy, streams, None, clock) for strategy in default_strategies(guard, clock=clock)]
+    blocking = block_labels(guard)
+    strategies = default_strategies(guard, clock=clock)
+    totals = [evaluate(strategy, streams, None, clock, blocking) for strategy in strategies]
     return totals, clock.counts()
 
 
@@ -666,6 +825,34 @@ def sweep_to_markdown(result: dict[str, Any]) -> str:
             f"not counted; {ner['model_entities_not_planted']:,} entities it finds where nothing was planted "
             "are not violations)."
         )
+    doses = c.get("dosage")
+    if doses is not None:
+        lines.append(
+            f"Dosing statements: {doses['planted']:,} planted, {doses['labelled']:,} labelled as the dosage detector "
+            f"finds them on the whole answer ({', '.join(f'{k} {v:,}' for k, v in doses['labels'].items())}; "
+            f"{doses['missed_by_detector']:,} planted ones it does not find are not counted; "
+            f"{doses['found_not_planted']:,} statements it finds where none was planted are not violations)."
+        )
+    dropped = c.get("not_reported")
+    if dropped:
+        lines.append(
+            f"Planted items of labels the policy does not report are not counted: "
+            f"{sum(dropped.values()):,} ({', '.join(sorted(dropped))})."
+        )
+    for name, found in (c.get("model_findings_unplanted") or {}).items():
+        by_label = ", ".join(f"{k} {v:,}" for k, v in found["by_label"].items()) or "none"
+        lines.append(
+            f"Nothing of `{name}` is planted: on the whole answers it finds {found['findings']:,} units "
+            f"({by_label}) in {found['answers_with_findings']:,} of {found['answers']:,} answers."
+        )
+    blocking = result.get("block_labels") or []
+    cuts = bool(blocking) or any(s.get("cut_early") for s in result["strategies"])
+    if blocking:
+        lines.append(
+            f"The policy blocks on {', '.join(blocking)}: an answer is *cut early* when a strategy stops it "
+            "before its first such violation (or at all, without one); *text lost* is the share of the text a "
+            "correct guard shows that it never showed."
+        )
     if model is not None:
         for name, fit in model["latency_models"].items():
             points = ", ".join(f"{p['chars']} chars {p['median_ms']:.1f} ms" for p in fit["measured"])
@@ -680,6 +867,9 @@ def sweep_to_markdown(result: dict[str, Any]) -> str:
         "| added TTFT p50 / p99 (ms) | hold p50 / p99 (ms) | chunks/s |"
     )
     rule = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    if cuts:
+        head += " answers cut early | text lost |"
+        rule += " ---: | ---: |"
     if model is not None:
         head += " model calls / stream | model time / stream (ms) |"
         rule += " ---: | ---: |"
@@ -693,6 +883,8 @@ def sweep_to_markdown(result: dict[str, Any]) -> str:
             f"| {_ms_cell(s['hold_ms']['p50'])} / {_ms_cell(s['hold_ms']['p99'])} "
             f"| {_rate_cell(s['chunks_per_s'])} |"
         )
+        if cuts:
+            row += f" {_pct(s['cut_early_rate'])} ({s['cut_early']}) | {_pct(s['lost_chars_rate'])} |"
         if model is not None:
             n = max(s["streams"], 1)
             row += f" {s['model_calls'] / n:,.1f} | {_ms_cell(s['model_ms'] / n)} |"
