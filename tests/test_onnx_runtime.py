@@ -181,6 +181,7 @@ def test_splitter_units_and_completeness() -> None:
     assert s.complete_end("One. Two", 0, final=False) == len("One.")
     assert s.complete_end("One.", 0, final=False) == 0
     assert s.complete_end("One.", 0, final=True) == 4
+    assert s.complete_end("- item one\n- item tw", 0, final=False) == len("- item one\n")
     assert s.units("  \n - \n") == []  # no words, nothing to judge
     # A title, a common abbreviation or an initial does not end a sentence.
     text = "You can reach Dr. Sato, e.g. via J. Smith. Is it A? Yes."

@@ -90,7 +90,8 @@ class UnitSplitter:
             return len(text)
         end = pos
         for _, unit_end in self._cuts(text, pos):
-            if unit_end < len(text) and text[unit_end].isspace():
+            # A line break ends its unit at once; a full stop only once a space follows it.
+            if text[unit_end - 1] == "\n" or (unit_end < len(text) and text[unit_end].isspace()):
                 end = unit_end
         return end
 
