@@ -82,10 +82,12 @@ class BudgetExceeded:
 
 @dataclass(frozen=True, slots=True)
 class Retracted:
-    """Text released unsettled under the budget turned out to be part of ``finding``.
+    """Text already shown turned out to be part of ``finding``.
 
-    ``leaked`` is the part of the finding the user already saw; the unreleased rest of
-    the finding got the finding's action.
+    Usually text released unsettled under the budget; rarely a model that changed its mind
+    (NER that tags a name in text it had settled once it sees more left context).
+    ``leaked`` is the part of the finding the user already saw; the unreleased rest of the
+    finding got the finding's action.
     """
 
     finding: Finding

@@ -107,6 +107,8 @@ class Window:
         self._arrivals: deque[tuple[int, float]] = deque()
         self._findings: list[Finding] = []
         self._leaked: list[Span] = []
+        # Every unsettled span the budget forced out (released raw or masked).
+        self._forced: list[Span] = []
         self._last_redaction: tuple[int, str] | None = None
         self._acted: list[Finding] = []
         self._out: list[str] = []
@@ -346,6 +348,7 @@ class Window:
         self._rbase += rcut
         # Retraction bookkeeping only matters for text still inside the window.
         self._leaked = [s for s in self._leaked if s.end > self._rbase]
+        self._forced = [s for s in self._forced if s.end > self._rbase]
 
     # ------------------------------------------------------------------ the core
 
@@ -395,6 +398,7 @@ class Window:
                     self._block(self._config.block_message, "budget", (), now_ms, events)
                     return events
                 self._release(forced_end, now_ms, events, clusters, unsettled_from=settled)
+                self._forced.append(unsettled)
                 if action == "release":
                     self._leaked.append(unsettled)
             else:
@@ -487,7 +491,14 @@ class Window:
         return target, reason
 
     def _handle_late_findings(self, now_ms: float, events: list[Event]) -> None:
-        """Findings that start in released text: only possible after a forced release."""
+        """Findings that start in released text.
+
+        After a budget-forced release, the user saw the forced pieces of the finding. A model
+        can also change its mind: NER given more left context may tag a name in text it had
+        settled without one. That text went out as settled, so the user saw all of it up to
+        the release point; both are reported as :class:`Retracted`. Masked pieces showed
+        nothing and are not reported.
+        """
         late = [f for f in self._findings if f.start < self._released]
         if not late:
             return
@@ -499,6 +510,10 @@ class Window:
                 for leak in self._leaked
                 if max(leak.start, f.start) < min(leak.end, f.end, self._released)
             ]
+            shown_end = min(f.end, self._released)
+            if not seen and not any(max(p.start, f.start) < min(p.end, shown_end) for p in self._forced):
+                # Released as settled: the detector reported it after settling that text.
+                seen = [(f.start, shown_end)]
             if seen:
                 events.append(Retracted(f, Span(min(a for a, _ in seen), max(b for _, b in seen)), now_ms))
             if f.end > self._released:

@@ -312,3 +312,40 @@ def test_a_card_followed_by_a_number_is_still_a_card() -> None:
     assert PATTERNS.check("pay 4000 0000 0000 0002 100 times").released == "pay <CREDIT_CARD> 100 times"
     # A 19-digit Luhn failure with no valid card inside stays as written.
     assert PATTERNS.check("ref 4000 0000 0000 0003 100 ok").released == "ref 4000 0000 0000 0003 100 ok"
+
+
+class _ChangesItsMind:
+    """Settles everything it sees; on the third scan reports a finding in settled text,
+    as NER does when more left context makes the model tag a name it had not."""
+
+    name = "mind"
+
+    def open(self) -> Any:
+        return _ChangesItsMindSession()
+
+
+class _ChangesItsMindSession:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def scan(self, text: str, base: int, final: bool) -> Any:
+        from guardstream import Finding, Scan
+
+        self.calls += 1
+        findings = (Finding(Span(9, 14), "PERSON", "mind", 0.8),) if self.calls == 3 else ()
+        return Scan(findings, base + len(text))
+
+
+@pytest.mark.parametrize("on_budget", ["release", "mask"])
+def test_a_late_finding_in_text_released_as_settled_is_retracted(on_budget: str) -> None:
+    from guardstream.policy import policy_from_dict
+
+    policy = policy_from_dict({"budget": {"on_budget": on_budget}, "detectors": []})
+    w = Guard(policy, extra_detectors=[_ChangesItsMind()]).window()
+    assert released(w.feed("Call her Maria ", 0.0)) == "Call her Maria "
+    assert released(w.feed("after ", 1.0)) == "after "
+    events = w.feed("that.", 2.0)
+    (retraction,) = of_type(events, Retracted)
+    assert retraction.finding.label == "PERSON"
+    assert retraction.leaked == Span(9, 14)  # the user saw "Maria": it went out as settled
+    assert released(events) == "that."

@@ -309,12 +309,15 @@ class PresidioDetector:
 
 
 class _NerSession:
-    __slots__ = ("_asked_upto", "_detector", "_found", "_settled")
+    __slots__ = ("_asked_upto", "_detector", "_found", "_reported", "_settled")
 
     def __init__(self, detector: PresidioDetector) -> None:
         self._detector = detector
         self._settled = 0
         self._found: list[Finding] = []
+        # Spans of findings reported so far (recent ones): an entity the model finds again
+        # in a later analysis's left context is not reported twice.
+        self._reported: list[tuple[int, int]] = []
         # The end of the last analysis asked for: the same text is never asked for twice.
         self._asked_upto = -1
 
@@ -385,8 +388,23 @@ class _NerSession:
                     cut = min(cut, request.base + e.start)
         for e in entities:
             start, end = request.base + e.start, request.base + e.end
-            if end <= self._settled or end > cut:
+            if end > cut:
+                continue
+            if end <= self._settled:
+                # In text settled earlier: the model, given more left context, tagged what it
+                # had not. Reported all the same (the window tells the consumer the user saw
+                # it), unless it is an entity already reported.
+                if not any(start < b and a < end for a, b in self._reported):
+                    self._report(Finding(Span(start, end), e.label, self._detector.name, e.score))
                 continue
             start = max(start, self._settled)
-            self._found.append(Finding(Span(start, end), e.label, self._detector.name, e.score))
+            self._report(Finding(Span(start, end), e.label, self._detector.name, e.score))
         self._settled = max(self._settled, cut)
+
+    def _report(self, finding: Finding) -> None:
+        self._found.append(finding)
+        self._reported.append((finding.start, finding.end))
+        # Only entities that can still overlap a future analysis's left context matter.
+        horizon = self._settled - 4 * self._detector.context_chars
+        if len(self._reported) > 64:
+            self._reported = [(a, b) for a, b in self._reported if b > horizon]
