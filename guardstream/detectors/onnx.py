@@ -294,15 +294,40 @@ class UnitSession:
 
 
 class UnitDetector:
-    """Shared plumbing of detectors that judge units: splitting, batching, sessions."""
+    """Shared plumbing of detectors that judge units with one ONNX model: the model and its
+    tokenizer (loaded once per process, load errors as :class:`DetectorError`), splitting,
+    batching, sessions."""
 
     name: str
     splitter: UnitSplitter
 
-    def __init__(self, name: str, splitter: UnitSplitter, *, max_batch: int, max_wait_ms: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_path: Path,
+        tokenizer_path: Path,
+        splitter: UnitSplitter,
+        *,
+        threads: int,
+        max_tokens: int,
+        max_batch: int,
+        max_wait_ms: float,
+    ) -> None:
         self.name = name
         self.splitter = splitter
+        self._model_path = model_path
+        self._tokenizer_path = tokenizer_path
+        self._threads = threads
+        self._max_tokens = max_tokens
         self._batchers = LoopBatchers(name, lambda texts: self.analyze(texts), max_batch, max_wait_ms)
+
+    def _load(self) -> OnnxModel:
+        try:
+            return load_model(
+                self._model_path, self._tokenizer_path, threads=self._threads, max_tokens=self._max_tokens
+            )
+        except ValueError as exc:
+            raise DetectorError(self.name, str(exc)) from None
 
     def open(self) -> UnitSession:
         return UnitSession(self.name, self.splitter)
@@ -362,26 +387,26 @@ class OnnxClassifier(UnitDetector):
         max_batch: int = 32,
         max_wait_ms: float = 2.0,
     ) -> None:
-        super().__init__(name, splitter or UnitSplitter(), max_batch=max_batch, max_wait_ms=max_wait_ms)
+        super().__init__(
+            name,
+            model_path,
+            tokenizer_path,
+            splitter or UnitSplitter(),
+            threads=threads,
+            max_tokens=max_tokens,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+        )
         unknown = set(thresholds) - set(labels)
         if unknown:
             raise ValueError(f"thresholds for labels the model does not have: {', '.join(sorted(unknown))}")
         self.labels = tuple(labels)
         self.thresholds = dict(thresholds)
         self.activation = activation
-        self._model_path = model_path
-        self._tokenizer_path = tokenizer_path
-        self._threads = threads
-        self._max_tokens = max_tokens
         self._checked = False
 
     def _model(self) -> OnnxModel:
-        try:
-            model = load_model(
-                self._model_path, self._tokenizer_path, threads=self._threads, max_tokens=self._max_tokens
-            )
-        except ValueError as exc:
-            raise DetectorError(self.name, str(exc)) from None
+        model = self._load()
         if not self._checked:
             width = model.output_shape[-1] if model.output_shape else None
             if isinstance(width, int) and width != len(self.labels):

@@ -37,8 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import regex
 
-from .._errors import DetectorError
-from .onnx import OnnxModel, UnitDetector, UnitSplitter, load_model
+from .onnx import UnitDetector, UnitSplitter
 
 if TYPE_CHECKING:
     import numpy as np
@@ -107,7 +106,16 @@ class SemanticDetector(UnitDetector):
         max_batch: int = 32,
         max_wait_ms: float = 2.0,
     ) -> None:
-        super().__init__(name, splitter or UnitSplitter(), max_batch=max_batch, max_wait_ms=max_wait_ms)
+        super().__init__(
+            name,
+            encoder_dir / "model.onnx",
+            encoder_dir / "tokenizer.json",
+            splitter or UnitSplitter(),
+            threads=threads,
+            max_tokens=max_tokens,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+        )
         if not categories:
             raise ValueError("a semantic detector needs at least one category")
         if top_k < 1:
@@ -117,21 +125,8 @@ class SemanticDetector(UnitDetector):
         self.categories = tuple(categories)
         self.labels = tuple(c.label for c in self.categories)
         self.encoder_dir = encoder_dir
-        self._threads = threads
-        self._max_tokens = max_tokens
         self._lock = threading.Lock()
         self._bank: tuple[Any, Any, Any, Any] | None = None
-
-    def _encoder(self) -> OnnxModel:
-        try:
-            return load_model(
-                self.encoder_dir / "model.onnx",
-                self.encoder_dir / "tokenizer.json",
-                threads=self._threads,
-                max_tokens=self._max_tokens,
-            )
-        except ValueError as exc:
-            raise DetectorError(self.name, str(exc)) from None
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """L2-normalised sentence embeddings, one row per text.
@@ -141,7 +136,7 @@ class SemanticDetector(UnitDetector):
         a verdict must not depend on which other streams shared the batch. On this CPU
         sixteen runs of one cost about what one run of sixteen does (padding included).
         """
-        return self._encoder().run(texts, sub_batch=1)
+        return self._load().run(texts, sub_batch=1)
 
     def _examples(self) -> tuple[Any, Any, Any, Any]:
         """Example and counter-example embeddings with, per row, the category index."""
