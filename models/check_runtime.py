@@ -17,7 +17,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -30,6 +29,9 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from export_minilm import RANKING_TRIPLES, sha256_file
 
 HERE = Path(__file__).resolve().parent
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
@@ -56,27 +58,8 @@ BATCH = [
     "The committee will reconvene next Tuesday to finalise the annual budget.",
     "A kitten naps in the sunlight by the window.",
 ]
-TRIPLES = [
-    ("How do I reset my password?", "I forgot my login password", "The weather is nice today"),
-    (
-        "I want to cancel my subscription.",
-        "How can I stop being charged every month?",
-        "How do I bake a chocolate cake?",
-    ),
-    (
-        "A cat is sleeping on the warm windowsill.",
-        "A kitten naps in the sunlight by the window.",
-        "Stocks fell sharply after the central bank raised interest rates.",
-    ),
-]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+# The ranking checks and the file hash are the export script's (stdlib only at import).
+TRIPLES = RANKING_TRIPLES
 
 
 def feeds(tokenizer: Tokenizer, sentences: list[str]) -> dict[str, np.ndarray]:
