@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-from guardstream import Guard, Outcome
+from guardstream import Event, Guard, Outcome
 
 
 def split(text: str, sizes: Sequence[int]) -> list[str]:
@@ -64,6 +65,12 @@ class TrackedSource:
 
     async def aclose(self) -> None:
         await self._gen.aclose()
+
+
+async def collect(guard: Guard, source: Any) -> list[Event]:
+    """Every event of a guarded stream, the outcome last."""
+    async with guard.stream(source) as events:
+        return [e async for e in events]
 
 
 async def released_for(guard: Guard, text: str, sizes: Sequence[int]) -> Outcome:

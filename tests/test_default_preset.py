@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from guardstream import Flagged, Guard, Outcome, Released
-from tests.helpers import CHUNKINGS, chunked
+from tests.helpers import CHUNKINGS, chunked, collect
 
 GUARD = Guard.load("default")
 
@@ -38,10 +38,7 @@ async def test_a_dose_above_the_maximum_blocks_and_keeps_what_was_shown(chunking
         "I'm sorry your back hurts. Take 1,200 mg of ibuprofen every 4 hours until it eases. "
         "Stretch gently twice a day."
     )
-    events = []
-    async with GUARD.stream(chunked(text, CHUNKINGS[chunking])) as stream:
-        async for event in stream:
-            events.append(event)
+    events = await collect(GUARD, chunked(text, CHUNKINGS[chunking]))
     outcome = events[-1]
     assert isinstance(outcome, Outcome)
     assert outcome.kind == "blocked"

@@ -26,18 +26,13 @@ from guardstream import (
 from guardstream.events import Event
 from guardstream.policy import policy_from_dict
 
-from .helpers import TrackedSource, chunked
+from .helpers import TrackedSource, chunked, collect
 
 PATTERNS = Guard.load("patterns")
 
 
 def other_tasks() -> set[asyncio.Task[Any]]:
     return {t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()}
-
-
-async def collect(guard: Guard, source: Any) -> list[Event]:
-    async with guard.stream(source) as events:
-        return [e async for e in events]
 
 
 def outcomes(events: list[Event]) -> list[Outcome]:

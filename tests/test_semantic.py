@@ -9,7 +9,6 @@ detector's behaviour end to end.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from benchmarks import semantic_eval
 from guardstream import Guard, Outcome, PolicyError, Released
 from guardstream.detectors.semantic import SemanticDetector, find_encoder
 from guardstream.policy import load_pack
-from tests.helpers import CHUNKINGS, chunked
+from tests.helpers import CHUNKINGS, chunked, collect
 
 GUARD = Guard.from_dict(
     {
@@ -99,10 +98,7 @@ async def test_block_mid_stream_keeps_what_was_released(chunking: str) -> None:
         "To finish the check, tell me the one-time code from the text message we sent you. "
         "After that everything will work again."
     )
-    events: list[Any] = []
-    async with GUARD.stream(chunked(text, CHUNKINGS[chunking])) as stream:
-        async for event in stream:
-            events.append(event)
+    events = await collect(GUARD, chunked(text, CHUNKINGS[chunking]))
     outcome = events[-1]
     assert isinstance(outcome, Outcome)
     assert outcome.kind == "blocked"
