@@ -121,6 +121,20 @@ def block_labels(guard: Guard) -> frozenset[str]:
     return frozenset(out)
 
 
+def _relabel(
+    stream: LabelledStream, found: list[tuple[int, int, str]], kinds: set[str]
+) -> tuple[LabelledStream, list[tuple[LabelledSpan, list[tuple[int, int, str]]]], int]:
+    """``stream`` with its planted spans of ``kinds`` replaced by the ``found`` ones overlapping
+    them; also each planted span with its hits, and how many found overlap nothing planted."""
+    planted = [x for x in stream.spans if x.label in kinds]
+    hits = [(x, [e for e in found if e[0] < x.end and x.start < e[1]]) for x in planted]
+    truth = {e for _, per in hits for e in per}
+    stray = sum(1 for e in found if not any(e[0] < x.end and x.start < e[1] for x in planted))
+    spans = [x for x in stream.spans if x.label not in kinds] + [LabelledSpan(*e) for e in truth]
+    spans.sort(key=lambda x: (x.start, x.end, x.label))
+    return dataclasses.replace(stream, spans=tuple(spans)), hits, stray
+
+
 def label_doses(guard: Guard, streams: Sequence[LabelledStream]) -> tuple[list[LabelledStream], dict[str, Any] | None]:
     """``streams`` with their dosing statements labelled as ``guard``'s dosage detector finds them.
 
@@ -141,22 +155,16 @@ def label_doses(guard: Guard, streams: Sequence[LabelledStream]) -> tuple[list[L
     out: list[LabelledStream] = []
     for stream in streams:
         found = [(f.start, f.end, f.label) for f in detector.open().scan(stream.text, 0, True).findings]
-        planted = [x for x in stream.spans if x.label in kinds]
-        truth: set[tuple[int, int, str]] = set()
-        for x in planted:
-            hits = [e for e in found if e[0] < x.end and x.start < e[1]]
+        relabelled, planted, stray = _relabel(stream, found, kinds)
+        for x, hits in planted:
             counts["planted"] += 1
             if not hits:
                 counts["missed"] += 1
             elif hits != [(x.start, x.end, x.label)]:
                 counts["labelled_otherwise"] += 1
-            truth.update(hits)
-        stray = [e for e in found if not any(e[0] < x.end and x.start < e[1] for x in planted)]
-        counts["found_not_planted"] += len(stray)
+        counts["found_not_planted"] += stray
         near.update(n.kind for n in stream.near_misses if any(e[0] < n.end and n.start < e[1] for e in found))
-        spans = [x for x in stream.spans if x.label not in kinds] + [LabelledSpan(*e) for e in truth]
-        spans.sort(key=lambda x: (x.start, x.end, x.label))
-        out.append(dataclasses.replace(stream, spans=tuple(spans)))
+        out.append(relabelled)
     labels = Counter(x.label for s in out for x in s.spans if x.label in kinds)
     summary = {
         "rule": (
@@ -248,23 +256,16 @@ def label_by_model(
             if isinstance(entities, BaseException):
                 raise RuntimeError(f"{stream.id}: the {detector.name!r} model failed: {entities}") from entities
             found += [(e.start, e.end, e.label) for e in entities]
-        planted = [x for x in stream.spans if x.label in kinds]
-        truth: set[tuple[int, int, str]] = set()
-        for x in planted:
-            hits = [e for e in found if e[0] < x.end and x.start < e[1]]
+        relabelled, planted, stray = _relabel(stream, found, kinds)
+        for x, hits in planted:
             counts["planted"] += 1
             if not hits:
                 missed[x.label] += 1
             elif all(label != x.label for _, _, label in hits):
                 counts["tagged_as_another_kind"] += 1
-            truth.update(hits)
         counts["model_entities"] += len(found)
-        counts["model_entities_not_planted"] += sum(
-            1 for e in found if not any(e[0] < x.end and x.start < e[1] for x in planted)
-        )
-        spans = [x for x in stream.spans if x.label not in kinds] + [LabelledSpan(*e) for e in truth]
-        spans.sort(key=lambda x: (x.start, x.end, x.label))
-        out.append(dataclasses.replace(stream, spans=tuple(spans)))
+        counts["model_entities_not_planted"] += stray
+        out.append(relabelled)
     tagged = sum(1 for s in out for x in s.spans if x.label in kinds)
     summary = {
         "rule": (
